@@ -1,0 +1,154 @@
+"""Building blocks of ReMAEN: the SE block, the MAEB and the convolutional GRU.
+
+Every block is a pure builder function: it takes tensors and an explicit ``scope`` and
+returns tensors. Nothing here creates a session or stores state. Variables are created with
+``tf_slim`` so their names are exactly those of the authors' release (``weights``/``biases``
+under ``d1``, ``conv_xz``, ``SEBlock/fully_connected`` ...). Weight sharing across the three
+recurrent stages is obtained by the caller opening ``derainNet`` with ``tf.AUTO_REUSE``.
+
+All feature maps are NHWC float32 tensors; H and W may be unknown (any image size).
+"""
+import tensorflow.compat.v1 as tf
+import tf_slim as slim
+
+LEAKY_SLOPE = 0.2
+
+
+def leaky_relu(x, name=None):
+    """LeakyReLU with the paper's slope 0.2. Shape preserved."""
+    return tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE, name=name)
+
+
+def remaen_arg_scope():
+    """Conv defaults of the whole network: 3x3, stride 1, SAME, Xavier init, biases, linear.
+
+    Returns:
+      An ``arg_scope`` dict for ``slim.conv2d`` (use as ``with slim.arg_scope(...)``).
+    """
+    with slim.arg_scope([slim.conv2d], stride=1, padding='SAME',
+                        activation_fn=None, normalizer_fn=None,
+                        weights_initializer=slim.xavier_initializer(),
+                        biases_initializer=tf.zeros_initializer()) as sc:
+        return sc
+
+
+def conv(inputs, num_outputs, scope, rate=1, activation_fn=None):
+    """3x3 SAME convolution with biases (``<scope>/weights``, ``<scope>/biases``).
+
+    Args:
+      inputs: [N, H, W, C_in] float32.
+      num_outputs: C_out.
+      scope: variable scope name of the layer, e.g. ``'d1'`` or ``'conv_xz'``.
+      rate: dilation rate; the same variables serve any rate.
+      activation_fn: None (linear) or a function.
+
+    Returns:
+      [N, H, W, C_out] float32.
+    """
+    return slim.conv2d(inputs, num_outputs, [3, 3], rate=rate, activation_fn=activation_fn,
+                       scope=scope)
+
+
+def se_block(inputs, reduction=4, scope='SEBlock'):
+    """Squeeze-and-excitation channel attention.
+
+    Global average pool -> fully connected to C/reduction (ReLU) -> fully connected to C
+    (sigmoid) -> channel-wise product with the input. Variables:
+    ``<scope>/fully_connected/{weights,biases}`` and ``<scope>/fully_connected_1/...``.
+
+    Args:
+      inputs: [N, H, W, C] float32 with C known statically.
+      reduction: channel reduction factor of the bottleneck (4 in the paper: 32 -> 8).
+      scope: variable scope; calling twice with the same scope under AUTO_REUSE shares it.
+
+    Returns:
+      [N, H, W, C] float32, the input rescaled by per-channel weights in (0, 1).
+    """
+    channels = inputs.get_shape().as_list()[-1]
+    with tf.variable_scope(scope, values=[inputs]):
+        squeeze = tf.reduce_mean(inputs, axis=[1, 2])                          # [N, C]
+        excite = slim.fully_connected(squeeze, channels // reduction, activation_fn=tf.nn.relu,
+                                      scope='fully_connected')               # [N, C/r]
+        excite = slim.fully_connected(excite, channels, activation_fn=tf.nn.sigmoid,
+                                      scope='fully_connected_1')             # [N, C]
+        return inputs * excite[:, tf.newaxis, tf.newaxis, :]
+
+
+def maeb(inputs, channels=32, rates=(1, 2, 3), scope='MAEB'):
+    """Multi-scale Aggregation and Enhancement Block.
+
+    For each dilation rate r: conv ``d1`` (rate r) -> LeakyReLU -> conv ``d2`` (rate r) ->
+    LeakyReLU. The branches are summed and enhanced by the block's own SE block.
+
+    Weight sharing: the SAME two convolutions ``d1``/``d2`` (one set of weights) serve every
+    rate; only the dilation differs between branches.
+
+    Args:
+      inputs: [N, H, W, C_in] float32 (C_in = 3 for MAEB1, else ``channels``).
+      channels: feature channels (32).
+      rates: dilation rates of the branches, (1, 2, 3) in the paper; a single rate gives the
+        single-scale ablation.
+      scope: ``'MAEB1'`` .. ``'MAEB4'``.
+
+    Returns:
+      [N, H, W, channels] float32.
+    """
+    with tf.variable_scope(scope, values=[inputs]):
+        branches = []
+        for rate in rates:
+            net = leaky_relu(conv(inputs, channels, 'd1', rate=rate))
+            net = leaky_relu(conv(net, channels, 'd2', rate=rate))
+            branches.append(net)
+        net = tf.add_n(branches) if len(branches) > 1 else branches[0]
+        return se_block(net, scope='SEBlock')
+
+
+def conv_gru(x, h, channels=32, scope='convGRU'):
+    """Convolutional GRU cell (the variables only; attention is applied by the caller).
+
+    First stage (``h`` is None): ``h' = sigmoid(conv_xz(x)) * tanh(conv_xn(x))``.
+    Later stages::
+
+        r  = sigmoid(conv_hr(h) + conv_xr(x))
+        z  = sigmoid(conv_hz(h) + conv_xz(x))
+        n  = tanh(conv_xn(x) + conv_hn(r * h))
+        h' = (1 - z) * h + z * n
+
+    Args:
+      x: [N, H, W, channels] float32 input.
+      h: [N, H, W, channels] float32 state from the previous stage, or None in stage 1.
+      channels: feature channels.
+      scope: ``'convGRU1'`` .. ``'convGRU7'``.
+
+    Returns:
+      [N, H, W, channels] float32, the new (pre-attention) state.
+    """
+    with tf.variable_scope(scope, values=[x] if h is None else [x, h]):
+        if h is None:
+            return tf.sigmoid(conv(x, channels, 'conv_xz')) * tf.tanh(conv(x, channels, 'conv_xn'))
+        r = tf.sigmoid(conv(h, channels, 'conv_hr') + conv(x, channels, 'conv_xr'))
+        z = tf.sigmoid(conv(h, channels, 'conv_hz') + conv(x, channels, 'conv_xz'))
+        n = tf.tanh(conv(x, channels, 'conv_xn') + conv(r * h, channels, 'conv_hn'))
+        return (1.0 - z) * h + z * n
+
+
+def attentive_gru(x, h, channels=32, scope='convGRU', shared_attention=True):
+    """Conv GRU followed by channel attention and LeakyReLU, as in the paper.
+
+    The SE block sits OUTSIDE the GRU's own scope. With ``shared_attention`` (the paper) its
+    scope is the enclosing path, so ONE SE block (``<path>/SEBlock``) is shared by all GRUs of
+    that path. Without it (ablation), each GRU gets its own ``<scope>/SEBlock``.
+
+    Args:
+      x: [N, H, W, channels] float32.
+      h: previous-stage output of this same GRU ([N, H, W, channels]) or None.
+      channels: feature channels.
+      scope: GRU scope (``'convGRU1'`` ...).
+      shared_attention: share one SE block per path (True = paper).
+
+    Returns:
+      [N, H, W, channels] float32: the GRU output, also the state for the next stage.
+    """
+    state = conv_gru(x, h, channels, scope=scope)
+    se_scope = 'SEBlock' if shared_attention else scope + '/SEBlock'
+    return leaky_relu(se_block(state, scope=se_scope))

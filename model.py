@@ -1,0 +1,301 @@
+"""The ReMAEN network, its loss and its training graph.
+
+Structure (``derainNet``, all weights shared by the recurrent stages)::
+
+    estimate_0 = rainy image
+    for stage s = 1..S:
+        ReMAEN/extracting_path:  MAEB1 -> convGRU1 -> MAEB2 -> convGRU2 -> ... -> convGRU4
+        ReMAEN/responding_path:  conv5(GRU4) + MAEB3 -> convGRU5 -> conv6 + MAEB2 -> convGRU6
+                                 -> conv7 + MAEB1 -> convGRU7
+        RMG:                     Conv -> SEBlock -> LeakyReLU -> Conv_1  = residual_s
+        estimate_s = estimate_{s-1} - residual_s      (GRU states carried to stage s+1)
+
+Images are BGR (as OpenCV reads them) float32 in [0, 1], NHWC, any height and width.
+"""
+import collections
+import dataclasses
+
+import tensorflow.compat.v1 as tf
+import tf_slim as slim
+
+from maeb import attentive_gru, conv, leaky_relu, maeb, remaen_arg_scope, se_block
+
+NUM_GRUS = 7
+# Laplacian used by the edge loss (plain data; turned into a tensor only when a graph is built).
+EDGE_KERNEL = ((-1.0, -1.0, -1.0),
+               (-1.0, 8.0, -1.0),
+               (-1.0, -1.0, -1.0))
+# tf.image.rgb_to_grayscale weights, in the order TF applies them to channels 0, 1, 2.
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture settings. The defaults are the paper's model (138 variables).
+
+    Attributes:
+      stages: number of recurrent stages (3 in the paper).
+      channels: feature channels (32).
+      input_channels: image channels (3, BGR).
+      dilations: dilation rates of the MAEB branches ((1, 2, 3)).
+      shared_attention: one SE block shared by the GRUs of a path (True) or one per GRU.
+      skip_connections: add MAEB outputs into the responding path (symmetric skips).
+    """
+    stages: int = 3
+    channels: int = 32
+    input_channels: int = 3
+    dilations: tuple = (1, 2, 3)
+    shared_attention: bool = True
+    skip_connections: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, 'dilations', tuple(int(d) for d in self.dilations))
+        if self.stages < 1:
+            raise ValueError('stages must be >= 1, got %d' % self.stages)
+        if self.channels < 4 or self.channels % 4:
+            raise ValueError('channels must be a positive multiple of 4, got %d' % self.channels)
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError('dilations must be positive integers, got %r' % (self.dilations,))
+
+    def to_dict(self):
+        """JSON-ready dict of the settings (stored next to checkpoints)."""
+        out = dataclasses.asdict(self)
+        out['dilations'] = list(self.dilations)
+        return out
+
+    @classmethod
+    def from_dict(cls, values):
+        """Inverse of ``to_dict``; unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def differences(self, other):
+        """List of ``'name: mine vs other'`` strings for the settings that differ."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return ['%s: %r vs %r' % (k, mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+
+    def suffix(self):
+        """Checkpoint-folder suffix: '' for the paper's model, else one tag per change."""
+        default = ModelConfig()
+        tags = []
+        if self.stages != default.stages:
+            tags.append('s%d' % self.stages)
+        if self.channels != default.channels:
+            tags.append('c%d' % self.channels)
+        if self.input_channels != default.input_channels:
+            tags.append('in%d' % self.input_channels)
+        if self.dilations != default.dilations:
+            tags.append('d' + ''.join(str(d) for d in self.dilations))
+        if not self.shared_attention:
+            tags.append('noshare')
+        if not self.skip_connections:
+            tags.append('noskip')
+        return ''.join('_' + t for t in tags)
+
+
+def remaen_stage(estimate, states, config):
+    """One recurrent stage: predict the rain residual of the current estimate.
+
+    Args:
+      estimate: [N, H, W, input_channels] float32, current derained estimate.
+      states: list of 7 GRU states ([N, H, W, channels]) from the previous stage, or Nones.
+      config: ModelConfig.
+
+    Returns:
+      residual: [N, H, W, input_channels] float32 (the rain layer to subtract).
+      new_states: list of 7 tensors [N, H, W, channels].
+    """
+    ch, shared = config.channels, config.shared_attention
+    new_states = [None] * NUM_GRUS
+    with tf.variable_scope('ReMAEN'):
+        with tf.variable_scope('extracting_path'):
+            net, maeb_outputs = estimate, []
+            for k in range(4):
+                block = maeb(net, ch, config.dilations, scope='MAEB%d' % (k + 1))
+                maeb_outputs.append(block)
+                # The GRUs of this path share one SEBlock (scope 'extracting_path/SEBlock').
+                net = attentive_gru(block, states[k], ch, 'convGRU%d' % (k + 1), shared)
+                new_states[k] = net
+        with tf.variable_scope('responding_path'):
+            # Symmetric skips: GRU5 <- MAEB3, GRU6 <- MAEB2, GRU7 <- MAEB1.
+            for k, skip in zip((4, 5, 6), maeb_outputs[2::-1]):
+                net = conv(net, ch, 'conv%d' % (k + 1), activation_fn=tf.nn.relu)
+                if config.skip_connections:
+                    net = net + skip
+                net = attentive_gru(net, states[k], ch, 'convGRU%d' % (k + 1), shared)
+                new_states[k] = net
+    with tf.variable_scope('RMG'):
+        net = conv(net, ch, 'Conv')
+        net = leaky_relu(se_block(net, scope='SEBlock'))
+        residual = conv(net, config.input_channels, 'Conv_1')
+    return residual, new_states
+
+
+def remaen(inputs, config=None, scope='derainNet'):
+    """Build the full recurrent network.
+
+    All stages share every weight: the scope is opened with ``tf.AUTO_REUSE``, so calling
+    this function again (another tower, the test graph) reuses the same variables too.
+
+    Args:
+      inputs: [N, H, W, input_channels] float32 rainy images, BGR in [0, 1]; H and W may be
+        unknown.
+      config: ModelConfig (None = the paper's model).
+      scope: outer variable scope (``'derainNet'`` for checkpoint compatibility).
+
+    Returns:
+      output: [N, H, W, C] float32, the final derained estimate (not clipped).
+      residual: [N, H, W, C] float32, the last stage's residual.
+      end_points: dict with ``'stage<s>/output'``, ``'stage<s>/residual'`` for s = 1..S and
+        ``'output'``, ``'residual'``. ``output == inputs - sum of the stage residuals``.
+    """
+    config = config or ModelConfig()
+    end_points = collections.OrderedDict()
+    states = [None] * NUM_GRUS
+    estimate = inputs
+    with tf.variable_scope(scope, values=[inputs], reuse=tf.AUTO_REUSE), \
+            slim.arg_scope(remaen_arg_scope()):
+        for stage in range(1, config.stages + 1):
+            with tf.name_scope('stage%d' % stage):
+                residual, states = remaen_stage(estimate, states, config)
+                estimate = estimate - residual
+            end_points['stage%d/residual' % stage] = residual
+            end_points['stage%d/output' % stage] = estimate
+    end_points['output'] = estimate
+    end_points['residual'] = residual
+    return estimate, residual, end_points
+
+
+def model_variables(scope='derainNet'):
+    """The trainable variables of the network (what is optimised and saved)."""
+    return tf.trainable_variables(scope=scope + '/')
+
+
+def count_parameters(variables):
+    """Total number of scalars in a list of variables (static shapes)."""
+    return sum(int(v.get_shape().num_elements()) for v in variables)
+
+
+# ----------------------------------------------------------------------------- loss
+def edge_map(images):
+    """ReLU(Laplacian(gray(images))), the edge representation of the edge loss.
+
+    The grayscale conversion is ``tf.image.rgb_to_grayscale``, i.e. weights 0.2989, 0.5870,
+    0.1140 for channels 0, 1, 2. Our tensors are BGR, so blue gets the "red" weight: this
+    quirk of the authors' code is kept on purpose (the released checkpoints were trained so).
+
+    Args:
+      images: [N, H, W, 3] float32.
+
+    Returns:
+      [N, H, W, 1] float32, non-negative.
+    """
+    gray = tf.image.rgb_to_grayscale(images)
+    kernel = tf.reshape(tf.constant(EDGE_KERNEL, tf.float32), [3, 3, 1, 1])
+    return tf.nn.relu(tf.nn.conv2d(gray, kernel, strides=[1, 1, 1, 1], padding='SAME'))
+
+
+def remaen_loss(output, clean, edge_loss_weight=0.1):
+    """Paper loss: MSE(output, clean) + w * MSE(edge_map(output), edge_map(clean)).
+
+    Args:
+      output: [N, H, W, 3] float32 network output.
+      clean: [N, H, W, 3] float32 ground truth in [0, 1].
+      edge_loss_weight: w (0.1 in the paper; 0 disables the edge term).
+
+    Returns:
+      (total, mse, edge) scalar float32 tensors.
+    """
+    mse = tf.reduce_mean(tf.square(output - clean))
+    if edge_loss_weight:
+        edge = tf.reduce_mean(tf.square(edge_map(output) - edge_map(clean)))
+    else:
+        edge = tf.constant(0.0)
+    return mse + edge_loss_weight * edge, mse, edge
+
+
+# ----------------------------------------------------------------------------- training graph
+TrainGraph = collections.namedtuple('TrainGraph', [
+    'output', 'loss', 'mse_loss', 'edge_loss', 'train_op', 'global_step', 'learning_rate',
+    'variables', 'end_points'])
+
+
+def learning_rate_schedule(global_step, lr=1e-3, decay_step=30000, decay_rate=0.1):
+    """``lr`` before ``decay_step`` completed iterations, ``lr * decay_rate`` from then on."""
+    step = tf.cast(global_step, tf.int64)
+    return tf.where(step >= decay_step, tf.constant(lr * decay_rate, tf.float32),
+                    tf.constant(lr, tf.float32), name='learning_rate')
+
+
+def _variables_on(ps_device, device):
+    """Device function: variables on ``ps_device``, every other op on ``device``."""
+    def place(op):
+        node = op if isinstance(op, tf.NodeDef) else op.node_def
+        return ps_device if node.op in ('Variable', 'VariableV2', 'VarHandleOp') else device
+    return place
+
+
+def _average_gradients(tower_grads):
+    """Mean of per-tower (grad, var) lists (the TF1 multi-tower pattern)."""
+    averaged = []
+    for grads_and_vars in zip(*tower_grads):
+        grads = [g for g, _ in grads_and_vars]
+        averaged.append((tf.add_n(grads) / float(len(grads)), grads_and_vars[0][1]))
+    return averaged
+
+
+def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
+                      lr_decay_step=30000, lr_decay_rate=0.1, edge_loss_weight=0.1,
+                      devices=None, wrap_optimizer=None):
+    """Network, loss, Adam and the global step for training.
+
+    Args:
+      rain: [B, P, P, 3] float32 rainy patches in [0, 1] (placeholder or pipeline tensor).
+      clean: [B, P, P, 3] float32 clean patches.
+      config: ModelConfig (None = paper).
+      lr, beta1, beta2: Adam settings (paper: 1e-3, 0.9, 0.999).
+      lr_decay_step, lr_decay_rate: lr is multiplied by ``lr_decay_rate`` once
+        ``global_step >= lr_decay_step`` (paper: 30000, 0.1).
+      edge_loss_weight: weight of the edge term (paper: 0.1).
+      devices: None for one tower on the default device, or a list of device names
+        (e.g. ['/gpu:0', '/gpu:1']): the batch is split evenly across them, gradients are
+        averaged and variables live on the CPU.
+      wrap_optimizer: optional callable applied to the Adam optimizer (e.g. Horovod's
+        ``hvd.DistributedOptimizer``).
+
+    Returns:
+      TrainGraph. ``output``/``end_points`` are the whole batch's (towers concatenated);
+      losses are the mean over towers; ``variables`` are the optimised ``derainNet`` ones.
+    """
+    global_step = tf.train.get_or_create_global_step()
+    learning_rate = learning_rate_schedule(global_step, lr, lr_decay_step, lr_decay_rate)
+    optimizer = tf.train.AdamOptimizer(learning_rate, beta1=beta1, beta2=beta2)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    if not devices:
+        output, _, end_points = remaen(rain, config)
+        loss, mse, edge = remaen_loss(output, clean, edge_loss_weight)
+        variables = model_variables()
+        train_op = optimizer.minimize(loss, global_step=global_step, var_list=variables)
+        return TrainGraph(output, loss, mse, edge, train_op, global_step, learning_rate,
+                          variables, end_points)
+
+    batch = rain.get_shape().as_list()[0]
+    if batch is not None and batch % len(devices):
+        raise ValueError('batch size %d does not split evenly over %d devices'
+                         % (batch, len(devices)))
+    rains, cleans = tf.split(rain, len(devices)), tf.split(clean, len(devices))
+    outputs, losses, tower_grads, end_points = [], [], [], None
+    for i, device in enumerate(devices):
+        with tf.device(_variables_on('/cpu:0', device)), tf.name_scope('tower_%d' % i):
+            output, _, points = remaen(rains[i], config)
+            losses.append(remaen_loss(output, cleans[i], edge_loss_weight))
+            variables = model_variables()
+            tower_grads.append(optimizer.compute_gradients(losses[-1][0], var_list=variables))
+            outputs.append(output)
+            end_points = end_points or points
+    grads = _average_gradients(tower_grads)
+    train_op = optimizer.apply_gradients(grads, global_step=global_step)
+    loss, mse, edge = [tf.add_n(list(t)) / float(len(devices)) for t in zip(*losses)]
+    return TrainGraph(tf.concat(outputs, 0), loss, mse, edge, train_op, global_step,
+                      learning_rate, model_variables(), end_points)

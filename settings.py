@@ -1,0 +1,150 @@
+"""Command-line settings of ReMAEN (the names of the authors' release are kept).
+
+Nothing is parsed at import: call ``build_parser()`` or ``parse_args(argv)``.
+"""
+import argparse
+
+DEFAULT_DILATIONS = (1, 2, 3)
+
+
+def str2bool(value):
+    """argparse type for booleans: True/False, 1/0, yes/no, y/n, on/off (any case).
+
+    The authors' ``type=bool`` turned every non-empty string, ``'False'`` included, into True.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('true', '1', 'yes', 'y', 'on', 't'):
+        return True
+    if text in ('false', '0', 'no', 'n', 'off', 'f'):
+        return False
+    raise argparse.ArgumentTypeError('expected a boolean (True/False, 1/0, yes/no), got %r'
+                                     % value)
+
+
+def positive_int(value):
+    """argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % value)
+    if number < 1:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % value)
+    return number
+
+
+def non_negative_float(value):
+    """argparse type: a float >= 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a number, got %r' % value)
+    if number < 0:
+        raise argparse.ArgumentTypeError('expected a number >= 0, got %r' % value)
+    return number
+
+
+def build_parser():
+    """The argument parser of ``main.py``, with the paper's defaults.
+
+    Returns:
+      argparse.ArgumentParser.
+    """
+    parser = argparse.ArgumentParser(
+        prog='main.py',
+        description='ReMAEN single-image deraining (Yang & Lu, ICME 2019): train, test and '
+                    'derain your own photos.',
+        epilog='Examples:\n'
+               '  python main.py --is_training True --train_dataset Rain100L --batch_size 32\n'
+               '  python main.py --is_testing True --train_dataset Rain100L '
+               '--test_dataset Rain100L --batch_size 32\n'
+               '  python main.py --input my_photos/ --checkpoint '
+               'checkpoints/ReMAEN_Demo_8\n',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    opt = parser.add_argument_group('optimisation (paper defaults)')
+    opt.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (default 1e-3)')
+    opt.add_argument('--beta1', type=float, default=0.9, help='Adam beta1 (default 0.9)')
+    opt.add_argument('--beta2', type=float, default=0.999, help='Adam beta2 (default 0.999)')
+    opt.add_argument('--lr_decay_step', type=positive_int, default=30000,
+                     help='iteration from which lr is multiplied by 0.1 (default 30000)')
+    opt.add_argument('--iterations', type=positive_int, default=40000,
+                     help='total training iterations (default 40000); a rerun resumes')
+    opt.add_argument('--batch_size', type=positive_int, default=32,
+                     help='training batch size; also names the checkpoint folder (default 32)')
+    opt.add_argument('--patch_size', type=positive_int, default=64,
+                     help='side of the random training crops (default 64)')
+    opt.add_argument('--edge_loss_weight', type=non_negative_float, default=0.1,
+                     help='weight of the edge loss; 0 disables it (default 0.1)')
+    opt.add_argument('--flip', type=str2bool, default=False,
+                     help='random horizontal flips of training crops (default False: paper)')
+    opt.add_argument('--seed', type=int, default=None,
+                     help='random seed for weights and crops (default: not fixed)')
+
+    net = parser.add_argument_group('network (paper defaults; other values are ablations)')
+    net.add_argument('--channel_dim', type=positive_int, default=32,
+                     help='feature channels (default 32)')
+    net.add_argument('--input_channels', type=positive_int, default=3,
+                     help='image channels (default 3, BGR)')
+    net.add_argument('--stages', type=positive_int, default=3,
+                     help='recurrent stages (default 3)')
+    net.add_argument('--dilations', type=positive_int, nargs='+',
+                     default=list(DEFAULT_DILATIONS),
+                     help='MAEB dilation rates (default 1 2 3; one rate = single scale)')
+    net.add_argument('--shared_attention', type=str2bool, default=True,
+                     help='one SE block shared by the GRUs of a path (default True)')
+    net.add_argument('--skip_connections', type=str2bool, default=True,
+                     help='MAEB -> responding-path skips (default True)')
+
+    mode = parser.add_argument_group('what to run')
+    mode.add_argument('--is_training', type=str2bool, default=False,
+                      help='train (True/False, default False)')
+    mode.add_argument('--is_testing', type=str2bool, default=False,
+                      help='test on --test_dataset with metrics (True/False, default False)')
+    mode.add_argument('--phase', type=str, default='train', choices=['train', 'test'],
+                      help="kept from the original release; 'test' is the same as "
+                           "--is_testing True when neither flag is given")
+    mode.add_argument('--input', type=str, default=None,
+                      help='derain your own photos: an image file or a folder (no ground '
+                           'truth needed); results go to --test_dir')
+
+    paths = parser.add_argument_group('data and output folders')
+    paths.add_argument('--data_path', type=str, default='data/train/{}',
+                       help="training data folder; '{}' is replaced by --train_dataset "
+                            "(default data/train/{})")
+    paths.add_argument('--test_path', type=str, default='data/test/{}',
+                       help="test data folder; '{}' is replaced by --test_dataset "
+                            "(default data/test/{})")
+    paths.add_argument('--train_dataset', type=str, default='Rain100L',
+                       help='training set name; names the checkpoint folder (default Rain100L)')
+    paths.add_argument('--test_dataset', type=str, default='Rain100L',
+                       help='test set name (default Rain100L)')
+    paths.add_argument('--trainset_size', type=positive_int, default=None,
+                       help='use at most this many training pairs (default: all found)')
+    paths.add_argument('--testset_size', type=positive_int, default=None,
+                       help='use at most this many test pairs (default: all found)')
+    paths.add_argument('--rainy_half', choices=['left', 'right'], default=None,
+                       help='for side-by-side pair images (Rain800, Rain1200): which half is '
+                            'the rainy one')
+    paths.add_argument('--checkpoint_dir', type=str, default='checkpoints',
+                       help='root of the checkpoint folders (default checkpoints)')
+    paths.add_argument('--checkpoint', type=str, default=None,
+                       help='explicit checkpoint prefix or folder to test with (e.g. the '
+                            "authors' checkpoint/ReMAEN_Rain100L_32/)")
+    paths.add_argument('--test_dir', type=str, default='results',
+                       help='derained images and results.csv/json go to '
+                            '<test_dir>/<test_dataset> (default results)')
+    paths.add_argument('--sample_dir', type=str, default='samples',
+                       help='training sample images (default samples)')
+    paths.add_argument('--logs_dir', type=str, default='logs',
+                       help='TensorBoard summaries (default logs)')
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse ``argv`` (None = sys.argv[1:]) and apply the ``--phase`` compatibility rule."""
+    args = build_parser().parse_args(argv)
+    if args.phase == 'test' and not args.is_training and not args.is_testing:
+        args.is_testing = True
+    return args

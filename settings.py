@@ -139,6 +139,44 @@ def build_parser():
                        help='training sample images (default samples)')
     paths.add_argument('--logs_dir', type=str, default='logs',
                        help='TensorBoard summaries (default logs)')
+    run = parser.add_argument_group('training run')
+    run.add_argument('--save_every', type=positive_int, default=1000,
+                     help='save a checkpoint every N iterations (default 1000; also at the end '
+                          'and on Ctrl-C/SIGTERM)')
+    run.add_argument('--keep_checkpoints', type=positive_int, default=5,
+                     help='how many recent checkpoints to keep (default 5)')
+    run.add_argument('--summary_every', type=positive_int, default=100,
+                     help='TensorBoard summaries every N iterations (default 100)')
+    run.add_argument('--sample_every', type=positive_int, default=1000,
+                     help='write rain|derained|clean|residual samples of test images every '
+                          'N iterations (default 1000)')
+    run.add_argument('--memory_budget_mb', type=int, default=2048,
+                     help='keep the decoded training set in memory up to this size, else read '
+                          'lazily (default 2048)')
+    run.add_argument('--num_gpus', type=positive_int, default=1,
+                     help='data-parallel towers on GPUs 0..N-1, batch split evenly (default 1)')
+    run.add_argument('--horovod', type=str2bool, default=False,
+                     help='multi-machine training with Horovod: horovodrun -np K python main.py '
+                          '... --horovod True (default False)')
+    run.add_argument('--export_weights', type=str, default=None,
+                     help='write the weights only (no Adam slots) of the checkpoint selected '
+                          'as for testing into this folder')
+
+    perf = parser.add_argument_group('performance')
+    perf.add_argument('--tile', type=int, default=0,
+                      help='derain large images in tiles of this side (pixels), exact up to '
+                           'float rounding; 0 = whole image in one pass (default 0)')
+    perf.add_argument('--tile_overlap', type=int, default=None,
+                      help='halo around each tile in pixels (default: the network\'s '
+                           'receptive field radius, which makes tiling exact)')
+    perf.add_argument('--intra_op_threads', type=int, default=0,
+                      help='TensorFlow intra-op threads (default 0 = one per core)')
+    perf.add_argument('--inter_op_threads', type=int, default=0,
+                      help='TensorFlow inter-op threads (default 0 = automatic)')
+    perf.add_argument('--xla', type=str2bool, default=False,
+                      help='compile the graph with XLA (default False)')
+    perf.add_argument('--mixed_precision', type=str2bool, default=False,
+                      help='float16 compute on GPUs (ignored with a note on CPU; default False)')
     return parser
 
 

@@ -8,6 +8,8 @@ recurrent stages is obtained by the caller opening ``derainNet`` with ``tf.AUTO_
 
 All feature maps are NHWC float32 tensors; H and W may be unknown (any image size).
 """
+import contextlib
+
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
@@ -49,11 +51,63 @@ def conv(inputs, num_outputs, scope, rate=1, activation_fn=None):
                        scope=scope)
 
 
+class SqueezeOverride(object):
+    """What ``squeeze_override`` collects while a graph is built (one entry per SE call).
+
+    Attributes:
+      inputs: the input feature maps of the ``se_block`` calls, in call order,
+        each [N, H, W, C] float32.
+      squeezes: the matching [N, C] float32 placeholders that replace their global means.
+    """
+
+    def __init__(self):
+        self.inputs = []
+        self.squeezes = []
+
+
+# Stack of active overrides; se_block consults the innermost one (graph building is serial).
+_SQUEEZE_OVERRIDES = []
+
+
+@contextlib.contextmanager
+def squeeze_override():
+    """Build SE blocks whose squeeze is fed instead of computed (for exact tiled inference).
+
+    Inside the ``with`` block every ``se_block`` call records its input feature map and takes
+    its squeeze vector from a new ``[None, C]`` placeholder (dtype of the input) instead of
+    ``reduce_mean`` over H, W. No variable is created or renamed. Outside the block (the
+    default) ``se_block`` is exactly the paper's. Used by ``tiling``: the global means are
+    accumulated over tiles and fed back, so the rest of the network is purely local.
+
+    Yields:
+      SqueezeOverride, filled as the graph is built.
+    """
+    override = SqueezeOverride()
+    _SQUEEZE_OVERRIDES.append(override)
+    try:
+        yield override
+    finally:
+        _SQUEEZE_OVERRIDES.remove(override)
+
+
+def _squeeze(inputs):
+    """[N, H, W, C] -> [N, C]: the global mean, or a placeholder under ``squeeze_override``."""
+    if not _SQUEEZE_OVERRIDES:
+        return tf.reduce_mean(inputs, axis=[1, 2])
+    override = _SQUEEZE_OVERRIDES[-1]
+    squeeze = tf.placeholder(inputs.dtype.base_dtype, [None, inputs.get_shape().as_list()[-1]],
+                             name='squeeze_%d' % len(override.squeezes))
+    override.inputs.append(inputs)
+    override.squeezes.append(squeeze)
+    return squeeze
+
+
 def se_block(inputs, reduction=4, scope='SEBlock'):
     """Squeeze-and-excitation channel attention.
 
     Global average pool -> fully connected to C/reduction (ReLU) -> fully connected to C
-    (sigmoid) -> channel-wise product with the input. Variables:
+    (sigmoid) -> channel-wise product with the input. Under ``squeeze_override`` the global
+    average is a fed placeholder instead (tiled inference). Variables:
     ``<scope>/fully_connected/{weights,biases}`` and ``<scope>/fully_connected_1/...``.
 
     Args:
@@ -66,7 +120,7 @@ def se_block(inputs, reduction=4, scope='SEBlock'):
     """
     channels = inputs.get_shape().as_list()[-1]
     with tf.variable_scope(scope, values=[inputs]):
-        squeeze = tf.reduce_mean(inputs, axis=[1, 2])                          # [N, C]
+        squeeze = _squeeze(inputs)                                              # [N, C]
         excite = slim.fully_connected(squeeze, channels // reduction, activation_fn=tf.nn.relu,
                                       scope='fully_connected')               # [N, C/r]
         excite = slim.fully_connected(excite, channels, activation_fn=tf.nn.sigmoid,

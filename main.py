@@ -128,36 +128,64 @@ class Derainer(object):
       prefix: checkpoint prefix.
       config: ModelConfig.
       session_config: tf.ConfigProto.
-      tile: 0 for whole-image passes, else the tile side in pixels (see ``tiling``).
-      tile_overlap: halo of each tile in pixels.
+      tile: 0 for whole-image passes, else the tile side in pixels: images with a side
+        larger than ``tile`` go through ``tiling`` (exact, bounded memory, ~K/2 + 1 passes
+        with K = 12 * stages SE blocks); smaller ones get one whole-image pass.
+      tile_overlap: halo of each tile in pixels; None = the receptive-field radius
+        (``tiling.receptive_field_radius``, exact). A smaller value is approximate.
 
     Calling it with an HxWx3 float32 BGR image in [0, 1] returns the derained image,
     HxWx3 float32 clipped to [0, 1].
     """
 
-    def __init__(self, prefix, config, session_config=None, tile=0, tile_overlap=32):
+    def __init__(self, prefix, config, session_config=None, tile=0, tile_overlap=None):
         tf = _tf()
         import model
+        import tiling
         import utils
+        self.tile, self.tile_overlap, self.tiled, self.point_radii = tile, None, None, None
+        if tile:
+            self.tile_overlap = self._check_tiling(config, tile, tile_overlap)
+            self.point_radii = tiling.se_point_radii(config)
         self.graph = tf.Graph()
-        self.tile, self.tile_overlap = tile, tile_overlap
         with self.graph.as_default():
             self.images = tf.placeholder(tf.float32, [1, None, None, config.input_channels],
                                          name='rain')
             output, _, _ = model.remaen(self.images, config)
             self.output = tf.clip_by_value(output, 0.0, 1.0)
+            if tile:
+                # Same graph, same (AUTO_REUSE) variables: one restore serves both passes.
+                self.tiled = tiling.build_tiled_graph(config)
             self.session = tf.Session(config=session_config or utils.session_config())
             utils.restore(self.session, prefix, model.model_variables())
         self.prefix = prefix
+
+    @staticmethod
+    def _check_tiling(config, tile, overlap):
+        """The halo to use (UsageError for negative values; a note when approximate)."""
+        import tiling
+        radius = tiling.receptive_field_radius(config)
+        if tile < 0 or (overlap is not None and overlap < 0):
+            raise UsageError('--tile and --tile_overlap must be >= 0 (got %d and %s)'
+                             % (tile, overlap))
+        if overlap is None:
+            return radius
+        if overlap < radius:
+            print('note: --tile_overlap %d is below the receptive-field radius %d: tiled '
+                  'results are approximate (omit --tile_overlap for exact tiling)'
+                  % (overlap, radius))
+        return overlap
 
     def run(self, image):
         """One network pass on a whole HxWx3 image (float32 in [0, 1])."""
         return self.session.run(self.output, {self.images: image[np.newaxis]})[0]
 
     def __call__(self, image):
-        if self.tile and max(image.shape[:2]) > self.tile:
+        if self.tiled is not None and max(image.shape[:2]) > self.tile:
             import tiling
-            return tiling.derain_tiled(self.run, image, self.tile, self.tile_overlap)
+            output = tiling.derain_tiled(self.session, self.tiled, image, self.tile,
+                                         self.tile_overlap, self.point_radii)
+            return np.clip(output, 0.0, 1.0)
         return self.run(image)
 
     def close(self):
@@ -367,6 +395,13 @@ def _horovod(args):
     return hvd
 
 
+def _worker_seed(seed, hvd):
+    """Crop seed of this process: Horovod workers must not all draw the same crops."""
+    if seed is None or hvd is None:
+        return seed
+    return seed + hvd.rank()
+
+
 def train(args):
     """--is_training: train (or resume) the network on --train_dataset."""
     import utils
@@ -385,7 +420,6 @@ def train(args):
     prefix = utils.find_checkpoint(folder)
     if prefix:
         check_settings(folder, args, training=True)
-        utils.check_compatible(prefix, _variables_for(config))
     sample_pairs = _sample_pairs(args) if chief else []
     print_configuration(args, 'training')
 
@@ -406,14 +440,16 @@ def train(args):
         ssim = tf.reduce_mean(tf.image.ssim(clipped, clean, max_val=1.0))
         summaries = tf.summary.merge([
             tf.summary.scalar('loss/total', net.loss), tf.summary.scalar('loss/mse', net.mse_loss),
-            tf.summary.scalar('loss/edge', net.edge_loss), tf.summary.scalar('psnr', psnr),
-            tf.summary.scalar('ssim', ssim), tf.summary.scalar('learning_rate',
-                                                               net.learning_rate)])
+            tf.summary.scalar('loss/edge', net.edge_loss),
+            tf.summary.scalar('metrics/psnr', psnr), tf.summary.scalar('metrics/ssim', ssim),
+            tf.summary.scalar('schedule/learning_rate', net.learning_rate)])
         saver = tf.train.Saver(net.variables + [net.global_step],
                                max_to_keep=args.keep_checkpoints)
         sample_in = tf.placeholder(tf.float32, [1, None, None, config.input_channels])
         sample_out, sample_res, _ = model.remaen(sample_in, config)
         init = tf.global_variables_initializer()
+        restore_fn = (utils.make_restorer(prefix, net.variables, net.global_step)
+                      if prefix else None)
         broadcast = hvd.broadcast_global_variables(0) if hvd else None
     graph.finalize()
 
@@ -425,7 +461,7 @@ def train(args):
     sess.run(init)
     step = 0
     if prefix:
-        step = utils.restore(sess, prefix, net.variables, net.global_step)
+        step = restore_fn(sess)
         print('Resuming from %s at iteration %d' % (prefix, step))
     if broadcast is not None:
         sess.run(broadcast)
@@ -437,12 +473,14 @@ def train(args):
         sess.close()
         return step
     if chief:
-        utils.save_settings(folder, run_settings(args))
+        # train_pairs: the training-set size, reported by reproduce.py (Rain100H caveat).
+        utils.save_settings(folder, dict(run_settings(args), train_pairs=len(pairs)))
     writer = tf.summary.FileWriter(os.path.join(args.logs_dir, os.path.basename(folder)),
                                    graph if step == 0 else None) if chief else None
     save_path = os.path.join(folder, utils.CHECKPOINT_PREFIX)
     batcher = dataloader.TrainBatcher(pairs, args.patch_size, args.batch_size, flip=args.flip,
-                                      seed=args.seed, memory_budget_mb=args.memory_budget_mb)
+                                      seed=_worker_seed(args.seed, hvd),
+                                      memory_budget_mb=args.memory_budget_mb)
     last_saved = step
     started = time.perf_counter()
     first_step = step
@@ -495,16 +533,6 @@ def train(args):
             writer.close()
         sess.close()
     return step
-
-
-def _variables_for(config):
-    """The variables a model with ``config`` has (built in a scratch graph)."""
-    tf = _tf()
-    import model
-    with tf.Graph().as_default():
-        model.remaen(tf.placeholder(tf.float32, [1, None, None, config.input_channels]),
-                     config)
-        return model.model_variables()
 
 
 def _write_samples(sess, images, output, residual, pairs, folder, step):

@@ -106,30 +106,39 @@ def check_compatible(prefix, variables):
     return stored
 
 
-def restore(sess, prefix, variables, global_step=None):
-    """Restore the network weights (and ``global_step`` when the checkpoint has it).
+def make_restorer(prefix, variables, global_step=None):
+    """Build (in the current graph) what restores the network weights from ``prefix``.
+
+    Call it before the graph is finalized; run the returned function once a session exists.
 
     Args:
-      sess: tf.Session of the graph holding ``variables``.
       prefix: checkpoint prefix.
       variables: the ``derainNet`` variables; all must be in the checkpoint.
       global_step: optional global-step variable, restored if stored, else left as is.
 
     Returns:
-      The restored global step (int), or 0 when the checkpoint has none.
+      ``restore_fn(sess) -> int``: the restored global step, or 0 when the checkpoint has none.
     """
     stored = check_compatible(prefix, variables)
-    var_list = list(variables)
-    if global_step is not None and 'global_step' in stored:
-        var_list.append(global_step)
-    try:
-        tf.train.Saver(var_list=var_list).restore(sess, prefix)
-    except Exception as exc:
-        raise CheckpointError('cannot restore %s (%s); the files are corrupt or incomplete'
-                              % (prefix, str(exc).strip().splitlines()[0][:200]))
-    if global_step is not None and 'global_step' in stored:
-        return int(sess.run(global_step))
-    return 0
+    with_step = global_step is not None and 'global_step' in stored
+    saver = tf.train.Saver(var_list=list(variables) + ([global_step] if with_step else []))
+
+    def restore_fn(sess):
+        try:
+            saver.restore(sess, prefix)
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError('cannot restore %s (%s); the files are corrupt or incomplete: '
+                                  'delete them or pass another --checkpoint'
+                                  % (prefix, str(exc).strip().splitlines()[0][:200]))
+        return int(sess.run(global_step)) if with_step else 0
+    return restore_fn
+
+
+def restore(sess, prefix, variables, global_step=None):
+    """Restore the network weights now (see ``make_restorer``); returns the global step."""
+    with sess.graph.as_default():
+        restore_fn = make_restorer(prefix, variables, global_step)
+    return restore_fn(sess)
 
 
 def save_settings(folder, values):

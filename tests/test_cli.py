@@ -1,0 +1,229 @@
+"""End-to-end CLI runs of main.py in subprocesses, on tiny generated data."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from conftest import ROOT
+import metrics
+
+MAIN = os.path.join(ROOT, 'main.py')
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+
+
+def make_pairs(folder, count, rng, size=(28, 36)):
+    """Canonical rain-N/norain-N pairs: smooth background + bright vertical streaks."""
+    os.makedirs(folder, exist_ok=True)
+    height, width = size
+    for index in range(1, count + 1):
+        yy, xx = np.mgrid[0:height, 0:width]
+        clean = np.stack([(xx * (3 + index) + yy * 2) % 200 + 20,
+                          (yy * 5 + index * 30) % 220 + 10,
+                          np.full_like(xx, 60 + 20 * index)], -1).astype(np.uint8)
+        streaks = (rng.random((1, width)) > 0.8) * rng.random((height, 1)) * 90
+        rain = np.clip(clean + streaks[..., None], 0, 255).astype(np.uint8)
+        cv2.imwrite(os.path.join(folder, 'rain-%d.png' % index), rain)
+        cv2.imwrite(os.path.join(folder, 'norain-%d.png' % index), clean)
+
+
+def run_main(args, cwd, timeout=300):
+    return subprocess.run([sys.executable, MAIN] + args, cwd=cwd, env=ENV, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def common_flags(root):
+    return ['--data_path', os.path.join(root, 'data', 'train', '{}'),
+            '--test_path', os.path.join(root, 'data', 'test', '{}'),
+            '--checkpoint_dir', os.path.join(root, 'ckpt'),
+            '--test_dir', os.path.join(root, 'results'),
+            '--logs_dir', os.path.join(root, 'logs'),
+            '--sample_dir', os.path.join(root, 'samples'),
+            '--patch_size', '24', '--lr_decay_step', '3', '--summary_every', '1', '--seed', '0']
+
+
+PAPER_TEST = ['--is_testing', 'True', '--train_dataset', 'Tiny', '--test_dataset', 'TinyTest',
+              '--trainset_size', '200', '--testset_size', '100', '--batch_size', '2']
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    """Tiny data, then 2 training iterations with --is_testing False."""
+    root = str(tmp_path_factory.mktemp('cli'))
+    rng = np.random.default_rng(0)
+    make_pairs(os.path.join(root, 'data', 'train', 'Tiny'), 3, rng)
+    make_pairs(os.path.join(root, 'data', 'test', 'TinyTest'), 2, rng)
+    first = run_main(['--is_training', 'True', '--is_testing', 'False', '--train_dataset', 'Tiny',
+                      '--test_dataset', 'TinyTest', '--batch_size', '2', '--iterations', '2']
+                     + common_flags(root), cwd=root)
+    return root, first
+
+
+def checkpoint_step(folder):
+    import utils
+    prefix = utils.find_checkpoint(folder)
+    values = dict(tf.train.list_variables(prefix))
+    assert 'global_step' in values
+    return prefix, int(tf.train.load_variable(prefix, 'global_step'))
+
+
+def logged_learning_rates(logs):
+    """{step: lr} from the events files; a file still being written is read up to its end."""
+    rates = {}
+    for path in glob.glob(os.path.join(logs, '*', 'events.*')):
+        try:
+            for event in tf.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == 'schedule/learning_rate':
+                        rates[event.step] = value.simple_value
+        except tf.errors.DataLossError:
+            pass  # the last record is half written (the run is still going)
+    return rates
+
+
+def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
+    root, first = workspace
+    assert first.returncode == 0, first.stderr
+    assert 'Parameters: 495771 in 138 variables' in first.stdout
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_2')
+    assert checkpoint_step(folder)[1] == 2
+    # --is_testing False did not test.
+    assert not os.path.exists(os.path.join(root, 'results'))
+
+    second = run_main(['--is_training', 'True'] + PAPER_TEST[2:] + ['--iterations', '4']
+                      + common_flags(root) + ['--is_testing', 'True'], cwd=root)
+    assert second.returncode == 0, second.stderr
+    assert 'Resuming from' in second.stdout and 'at iteration 2' in second.stdout
+    assert checkpoint_step(folder)[1] == 4
+    rates = logged_learning_rates(os.path.join(root, 'logs'))
+    # lr x0.1 from global step 3 on (decay step 3): iterations 1-3 at 1e-3, 4 at 1e-4,
+    # which only holds if the resumed run continued the global step.
+    assert sorted(rates) == [1, 2, 3, 4]
+    np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-3, 1e-4],
+                               rtol=1e-6)
+    check_test_outputs(root, second.stdout)
+
+
+def check_test_outputs(root, stdout):
+    """Both protocols printed; results files agree with metrics recomputed on saved images."""
+    assert 'PSNR-Y' in stdout and 'SSIM-Y' in stdout and 'paper protocol' in stdout
+    out_dir = os.path.join(root, 'results', 'TinyTest')
+    with open(os.path.join(out_dir, 'results.json')) as handle:
+        results = json.load(handle)
+    assert results['dataset'] == 'TinyTest' and results['checkpoint'].endswith('ReMAEN-4')
+    assert [r['name'] for r in results['images']] == ['rain-1', 'rain-2']
+    test_dir = os.path.join(root, 'data', 'test', 'TinyTest')
+    for row in results['images']:
+        saved = cv2.imread(row['output']).astype(np.float32) / 255.0
+        clean = cv2.imread(os.path.join(test_dir, 'no' + row['name'] + '.png'))
+        expected = metrics.evaluate(saved, clean.astype(np.float32) / 255.0)
+        for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y'):
+            assert abs(row[key] - expected[key]) < 1e-6, key
+        assert row['seconds'] > 0
+        assert row['name'] in stdout
+    for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y', 'seconds'):
+        expected = np.mean([r[key] for r in results['images']])
+        assert abs(results['mean'][key] - expected) < 1e-9
+    with open(os.path.join(out_dir, 'results.csv')) as handle:
+        lines = handle.read().splitlines()
+    assert lines[0].startswith('name,output,psnr,ssim,psnr_y,ssim_y')
+    assert len(lines) == 4 and lines[-1].startswith('mean,')
+    assert ('%.2f' % results['mean']['psnr']) in stdout
+
+
+def test_testing_without_checkpoint_fails_clearly(workspace):
+    root, _ = workspace
+    flags = common_flags(root)
+    flags[flags.index('--checkpoint_dir') + 1] = os.path.join(root, 'empty')
+    result = run_main(PAPER_TEST + flags, cwd=root)
+    assert result.returncode == 2
+    assert 'error: no checkpoint found at' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_corrupt_checkpoint_gives_clear_error(workspace):
+    root, _ = workspace
+    import shutil
+    import utils
+    source, _ = checkpoint_step(os.path.join(root, 'ckpt', 'ReMAEN_Tiny_2'))
+    broken = os.path.join(root, 'broken')
+    os.makedirs(broken)
+    for path in glob.glob(source + '.*'):
+        shutil.copy(path, broken)
+    data = glob.glob(os.path.join(broken, '*.data-*'))[0]
+    with open(data, 'r+b') as handle:
+        handle.truncate(os.path.getsize(data) // 3)
+    result = run_main(PAPER_TEST + common_flags(root) + ['--checkpoint', broken], cwd=root)
+    assert result.returncode == 2, result.stderr
+    assert 'error:' in result.stderr and 'corrupt' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert utils.find_checkpoint(broken)
+
+
+def test_derain_folder_without_ground_truth(workspace):
+    root, _ = workspace
+    photos = os.path.join(root, 'photos')
+    os.makedirs(photos)
+    rng = np.random.default_rng(5)
+    for name in ('street.jpg', 'roof.png'):
+        cv2.imwrite(os.path.join(photos, name), (rng.random((20, 30, 3)) * 255).astype(np.uint8))
+    result = run_main(['--input', photos, '--train_dataset', 'Tiny', '--batch_size', '2']
+                      + common_flags(root), cwd=root)
+    assert result.returncode == 0, result.stderr
+    out_dir = os.path.join(root, 'results', 'photos')
+    with open(os.path.join(out_dir, 'results.json')) as handle:
+        results = json.load(handle)
+    assert sorted(r['name'] for r in results['images']) == ['roof', 'street']
+    for row in results['images']:
+        assert row['psnr'] is None and row['ssim_y'] is None
+        assert cv2.imread(row['output']).shape == (20, 30, 3)
+    assert results['mean']['psnr'] is None and results['mean']['seconds'] > 0
+    assert 'not available' in result.stdout
+
+
+def test_sigint_saves_a_loadable_checkpoint(workspace):
+    root, _ = workspace
+    flags = common_flags(root)
+    flags[flags.index('--checkpoint_dir') + 1] = os.path.join(root, 'ckpt_sigint')
+    flags[flags.index('--logs_dir') + 1] = os.path.join(root, 'logs_sigint')
+    process = subprocess.Popen(
+        [sys.executable, MAIN, '--is_training', 'True', '--train_dataset', 'Tiny',
+         '--test_dataset', 'TinyTest', '--batch_size', '2', '--iterations', '100000',
+         '--save_every', '100000'] + flags, cwd=root, env=ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    # Wait until training has started (the summary file gets its first scalars).
+    while time.time() < deadline and not logged_learning_rates(os.path.join(root, 'logs_sigint')):
+        time.sleep(1)
+        assert process.poll() is None, process.stdout.read()
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert 'Interrupted by SIGINT' in output and 'Traceback' not in output
+    prefix, step = checkpoint_step(os.path.join(root, 'ckpt_sigint', 'ReMAEN_Tiny_2'))
+    assert step >= 1
+    import model
+    import utils
+    with tf.Graph().as_default():
+        model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]))
+        with tf.Session() as sess:
+            assert utils.restore(sess, prefix, model.model_variables(),
+                                 tf.train.get_or_create_global_step()) == step
+
+
+def test_bad_flag_and_missing_dataset(workspace):
+    root, _ = workspace
+    result = run_main(['--is_testing', 'perhaps'], cwd=root)
+    assert result.returncode == 2 and '--is_testing' in result.stderr
+    result = run_main(['--is_testing', 'True', '--test_dataset', 'Nope'] + common_flags(root)
+                      [:4], cwd=root)
+    assert result.returncode == 2
+    assert 'Nope does not exist' in result.stderr and '--test_path' in result.stderr
+    assert 'Traceback' not in result.stderr

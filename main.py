@@ -133,12 +133,14 @@ class Derainer(object):
         with K = 12 * stages SE blocks); smaller ones get one whole-image pass.
       tile_overlap: halo of each tile in pixels; None = the receptive-field radius
         (``tiling.receptive_field_radius``, exact). A smaller value is approximate.
+      mixed_precision: float16 whole-image passes (GPU only; see ``model.remaen``).
 
     Calling it with an HxWx3 float32 BGR image in [0, 1] returns the derained image,
     HxWx3 float32 clipped to [0, 1].
     """
 
-    def __init__(self, prefix, config, session_config=None, tile=0, tile_overlap=None):
+    def __init__(self, prefix, config, session_config=None, tile=0, tile_overlap=None,
+                 mixed_precision=False):
         tf = _tf()
         import model
         import tiling
@@ -151,7 +153,8 @@ class Derainer(object):
         with self.graph.as_default():
             self.images = tf.placeholder(tf.float32, [1, None, None, config.input_channels],
                                          name='rain')
-            output, _, _ = model.remaen(self.images, config)
+            output, _, _ = model.remaen(self.images, config, inference=True,
+                                        mixed_precision=mixed_precision)
             self.output = tf.clip_by_value(output, 0.0, 1.0)
             if tile:
                 # Same graph, same (AUTO_REUSE) variables: one restore serves both passes.
@@ -303,7 +306,8 @@ def build_derainer(args):
     check_settings(os.path.dirname(prefix), args)
     print('Restoring %s' % prefix)
     return Derainer(prefix, model_config(args), utils.session_config(
-        args.intra_op_threads, args.inter_op_threads, args.xla), args.tile, args.tile_overlap)
+        args.intra_op_threads, args.inter_op_threads, args.xla), args.tile, args.tile_overlap,
+        utils.use_mixed_precision(args.mixed_precision))
 
 
 def test(args):
@@ -434,7 +438,8 @@ def train(args):
         net = model.build_train_graph(
             rain, clean, config, lr=args.lr, beta1=args.beta1, beta2=args.beta2,
             lr_decay_step=args.lr_decay_step, edge_loss_weight=args.edge_loss_weight,
-            devices=devices, wrap_optimizer=hvd.DistributedOptimizer if hvd else None)
+            devices=devices, wrap_optimizer=hvd.DistributedOptimizer if hvd else None,
+            mixed_precision=utils.use_mixed_precision(args.mixed_precision))
         clipped = tf.clip_by_value(net.output, 0.0, 1.0)
         psnr = tf.reduce_mean(tf.image.psnr(clipped, clean, max_val=1.0))
         ssim = tf.reduce_mean(tf.image.ssim(clipped, clean, max_val=1.0))
@@ -446,7 +451,7 @@ def train(args):
         saver = tf.train.Saver(net.variables + [net.global_step],
                                max_to_keep=args.keep_checkpoints)
         sample_in = tf.placeholder(tf.float32, [1, None, None, config.input_channels])
-        sample_out, sample_res, _ = model.remaen(sample_in, config)
+        sample_out, sample_res, _ = model.remaen(sample_in, config, inference=True)
         init = tf.global_variables_initializer()
         restore_fn = (utils.make_restorer(prefix, net.variables, net.global_step)
                       if prefix else None)

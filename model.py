@@ -93,13 +93,14 @@ class ModelConfig:
         return ''.join('_' + t for t in tags)
 
 
-def remaen_stage(estimate, states, config):
+def remaen_stage(estimate, states, config, fused=True, inference=False):
     """One recurrent stage: predict the rain residual of the current estimate.
 
     Args:
       estimate: [N, H, W, input_channels] float32, current derained estimate.
       states: list of 7 GRU states ([N, H, W, channels]) from the previous stage, or Nones.
       config: ModelConfig.
+      fused, inference: execution options, see ``remaen``.
 
     Returns:
       residual: [N, H, W, input_channels] float32 (the rain layer to subtract).
@@ -111,10 +112,10 @@ def remaen_stage(estimate, states, config):
         with tf.variable_scope('extracting_path'):
             net, maeb_outputs = estimate, []
             for k in range(4):
-                block = maeb(net, ch, config.dilations, scope='MAEB%d' % (k + 1))
+                block = maeb(net, ch, config.dilations, 'MAEB%d' % (k + 1), inference)
                 maeb_outputs.append(block)
                 # The GRUs of this path share one SEBlock (scope 'extracting_path/SEBlock').
-                net = attentive_gru(block, states[k], ch, 'convGRU%d' % (k + 1), shared)
+                net = attentive_gru(block, states[k], ch, 'convGRU%d' % (k + 1), shared, fused)
                 new_states[k] = net
         with tf.variable_scope('responding_path'):
             # Symmetric skips: GRU5 <- MAEB3, GRU6 <- MAEB2, GRU7 <- MAEB1.
@@ -122,7 +123,7 @@ def remaen_stage(estimate, states, config):
                 net = conv(net, ch, 'conv%d' % (k + 1), activation_fn=tf.nn.relu)
                 if config.skip_connections:
                     net = net + skip
-                net = attentive_gru(net, states[k], ch, 'convGRU%d' % (k + 1), shared)
+                net = attentive_gru(net, states[k], ch, 'convGRU%d' % (k + 1), shared, fused)
                 new_states[k] = net
     with tf.variable_scope('RMG'):
         net = conv(net, ch, 'Conv')
@@ -131,17 +132,37 @@ def remaen_stage(estimate, states, config):
     return residual, new_states
 
 
-def remaen(inputs, config=None, scope='derainNet'):
+def _float32_variables(getter, name, *args, **kwargs):
+    """Custom getter for mixed precision: float32 variables, read as float16 copies."""
+    dtype = kwargs.get('dtype')
+    if dtype != tf.float16:
+        return getter(name, *args, **kwargs)
+    kwargs['dtype'] = tf.float32
+    return tf.cast(getter(name, *args, **kwargs), tf.float16)
+
+
+def remaen(inputs, config=None, scope='derainNet', fused=True, inference=False,
+           mixed_precision=False):
     """Build the full recurrent network.
 
     All stages share every weight: the scope is opened with ``tf.AUTO_REUSE``, so calling
     this function again (another tower, the test graph) reuses the same variables too.
+
+    The execution options change the ops, never the variables (always the manifest's names,
+    shapes and float32 dtype) nor, beyond float rounding, the numbers:
 
     Args:
       inputs: [N, H, W, input_channels] float32 rainy images, BGR in [0, 1]; H and W may be
         unknown.
       config: ModelConfig (None = the paper's model).
       scope: outer variable scope (``'derainNet'`` for checkpoint compatibility).
+      fused: GRU convs that read the same tensor run as one wider conv (``maeb.fused_conv``;
+        default). False builds one ``slim.conv2d`` per variable, the reference graph.
+      inference: dilated convs as single ``Conv2D`` ops (faster forward, but no gradient on
+        CPU): for graphs that are never differentiated (testing, deraining).
+      mixed_precision: compute in float16 with float32 variables (GPU tensor cores); the
+        output is cast back to float32. Slow or unsupported on CPU: callers enable it only
+        when a GPU is visible.
 
     Returns:
       output: [N, H, W, C] float32, the final derained estimate (not clipped).
@@ -152,15 +173,22 @@ def remaen(inputs, config=None, scope='derainNet'):
     config = config or ModelConfig()
     end_points = collections.OrderedDict()
     states = [None] * NUM_GRUS
-    estimate = inputs
-    with tf.variable_scope(scope, values=[inputs], reuse=tf.AUTO_REUSE), \
+    estimate = tf.cast(inputs, tf.float16) if mixed_precision else inputs
+    getter = _float32_variables if mixed_precision else None
+    with tf.variable_scope(scope, values=[inputs], reuse=tf.AUTO_REUSE, custom_getter=getter), \
             slim.arg_scope(remaen_arg_scope()):
         for stage in range(1, config.stages + 1):
             with tf.name_scope('stage%d' % stage):
-                residual, states = remaen_stage(estimate, states, config)
+                residual, states = remaen_stage(estimate, states, config, fused, inference)
                 estimate = estimate - residual
+            if mixed_precision:
+                residual = tf.cast(residual, tf.float32)
+                output = tf.cast(estimate, tf.float32)
+            else:
+                output = estimate
             end_points['stage%d/residual' % stage] = residual
-            end_points['stage%d/output' % stage] = estimate
+            end_points['stage%d/output' % stage] = output
+    estimate = end_points['stage%d/output' % config.stages]
     end_points['output'] = estimate
     end_points['residual'] = residual
     return estimate, residual, end_points
@@ -246,7 +274,7 @@ def _average_gradients(tower_grads):
 
 def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
                       lr_decay_step=30000, lr_decay_rate=0.1, edge_loss_weight=0.1,
-                      devices=None, wrap_optimizer=None):
+                      devices=None, wrap_optimizer=None, fused=True, mixed_precision=False):
     """Network, loss, Adam and the global step for training.
 
     Args:
@@ -262,6 +290,9 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
         averaged and variables live on the CPU.
       wrap_optimizer: optional callable applied to the Adam optimizer (e.g. Horovod's
         ``hvd.DistributedOptimizer``).
+      fused: see ``remaen``.
+      mixed_precision: float16 compute with float32 variables (see ``remaen``) and dynamic
+        loss scaling (``tf.train.experimental.MixedPrecisionLossScaleOptimizer``); for GPUs.
 
     Returns:
       TrainGraph. ``output``/``end_points`` are the whole batch's (towers concatenated);
@@ -270,10 +301,13 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
     global_step = tf.train.get_or_create_global_step()
     learning_rate = learning_rate_schedule(global_step, lr, lr_decay_step, lr_decay_rate)
     optimizer = tf.train.AdamOptimizer(learning_rate, beta1=beta1, beta2=beta2)
+    if mixed_precision:
+        optimizer = tf.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
+    options = dict(fused=fused, mixed_precision=mixed_precision)
     if not devices:
-        output, _, end_points = remaen(rain, config)
+        output, _, end_points = remaen(rain, config, **options)
         loss, mse, edge = remaen_loss(output, clean, edge_loss_weight)
         variables = model_variables()
         train_op = optimizer.minimize(loss, global_step=global_step, var_list=variables)
@@ -288,7 +322,7 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
     outputs, losses, tower_grads, end_points = [], [], [], None
     for i, device in enumerate(devices):
         with tf.device(_variables_on('/cpu:0', device)), tf.name_scope('tower_%d' % i):
-            output, _, points = remaen(rains[i], config)
+            output, _, points = remaen(rains[i], config, **options)
             losses.append(remaen_loss(output, cleans[i], edge_loss_weight))
             variables = model_variables()
             tower_grads.append(optimizer.compute_gradients(losses[-1][0], var_list=variables))

@@ -146,7 +146,7 @@ def build_tiled_graph(config=None, scope='derainNet'):
         images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], name='tile')
         interior = tf.placeholder(tf.int32, [4], name='interior')
     with maeb.squeeze_override() as hooks:
-        output, _, _ = model.remaen(images, config, scope=scope)
+        output, _, _ = model.remaen(images, config, scope=scope, inference=True)
     with tf.name_scope('tiled'):
         sums = [tf.reduce_sum(_interior(x, interior), axis=[1, 2]) for x in hooks.inputs]
         output = _interior(output, interior)

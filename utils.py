@@ -176,6 +176,29 @@ def session_config(intra_op_threads=0, inter_op_threads=0, xla=False):
     return config
 
 
+def gpu_available():
+    """True when TensorFlow sees at least one GPU (after ``CUDA_VISIBLE_DEVICES``)."""
+    try:
+        return bool(tf.config.list_physical_devices('GPU'))
+    except AttributeError:  # TensorFlow 1.x
+        from tensorflow.python.client import device_lib
+        return any(d.device_type == 'GPU' for d in device_lib.list_local_devices())
+
+
+def use_mixed_precision(requested):
+    """``--mixed_precision``: honoured only where a GPU is visible, else a note and float32.
+
+    float16 convolutions on a CPU are slower than float32 and gain nothing, and the CPU is
+    all we can test on, so the CPU path stays the reference float32 graph.
+    """
+    if not requested:
+        return False
+    if gpu_available():
+        return True
+    print('note: --mixed_precision is for GPUs and no GPU is visible: running float32')
+    return False
+
+
 def to_uint8(image):
     """Float image in [0, 1] (any range: clipped) -> uint8, ROUNDED (the release truncated)."""
     return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)

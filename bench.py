@@ -1,0 +1,585 @@
+"""Throughput benchmark of ReMAEN on this machine, as ratios to a plain convolution.
+
+    python bench.py            # full run (a few minutes on a 2-core CPU)
+    python bench.py --quick    # tiny sizes, for CI (< 1 minute)
+
+ReMAEN costs about 1.66 million multiply-adds per pixel: ~185 3x3 convolutions with 32
+channels over 3 stages. Its speed on a given machine is therefore bounded by how fast the
+framework runs ONE such convolution, so everything is reported as a ratio to that:
+
+* ``conv_gflops``: one plain 3x3 32->32 convolution (+ bias) on a 1x321x481x32 tensor;
+  ``dilated_conv_gflops``: the same with rate 2 through ``slim.conv2d`` (the framework's own
+  path: SpaceToBatchND + Conv2D + BatchToSpaceND).
+* ``infer_*``: the full default model on one 321x481 image (Rain100 test size) restored from
+  a checkpoint (random weights saved to a temporary checkpoint unless ``--checkpoint`` is
+  given) through ``utils.restore``, in a graph built once for any image size as
+  ``main.Derainer`` does; ``infer_large_*`` the same on a 1024x1024 image.
+* ``train_*``: one training step (forward + backward + Adam) on batch 32 of 64x64 crops fed
+  through ``feed_dict`` from ``dataloader.TrainBatcher`` on the real training set, as
+  ``main.train`` does; ``feed_fraction`` = time the step waits for the batcher / step time.
+* ``peak_rss_mb_*``: peak resident memory (VmHWM) of the process that ran each phase. Every
+  phase runs in its own subprocess, so the numbers do not mix; they include the TensorFlow
+  runtime (``baseline_rss_mb``: the same process after building and restoring, before the
+  first run).
+
+FLOPs are counted from the graph, not hard-coded (``count_flops``): every Conv2D,
+DepthwiseConv2dNative and MatMul contributes (output elements) x (multiply-adds per output
+element: kernel height x width x input channels, 1 input channel per output for depthwise,
+the inner dimension for MatMul), 2 FLOPs per multiply-add, on a copy of the network built
+with static shapes. Dilated convolutions that go through SpaceToBatchND are counted on the
+padded phase images (<= 0.5% more than H x W for odd sizes). Training FLOPs are counted as
+3 x the forward FLOPs of the batch (backward = gradient w.r.t. inputs + w.r.t. weights, each
+the cost of the forward pass); the table also shows the count of the real training graph
+(its Conv2DBackpropInput/Filter ops) as a check.
+
+Timings on a shared machine are noisy, so each timed run is bracketed by measurements of the
+plain convolution in the same process (interleaved), and every ratio uses the convolution
+speed measured around its own runs; ``conv_gflops`` is the median over all of them. The
+first run of every session is a warm-up and is excluded. The last line printed is one JSON
+object with every number.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+
+import settings  # noqa: E402
+from settings import positive_int, str2bool  # noqa: E402
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'Rain100L-train')
+CONV_SHAPE = (1, 321, 481, 32)
+FLOP_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul', 'Conv2DBackpropInput',
+            'Conv2DBackpropFilter')
+# The fields of the final JSON line (all numbers; the test checks them).
+RESULT_FIELDS = (
+    'conv_gflops', 'dilated_conv_gflops', 'macs_per_pixel',
+    'infer_s', 'infer_gflops', 'infer_ratio', 'peak_rss_mb_infer',
+    'infer_large_s', 'infer_large_gflops', 'infer_large_ratio', 'peak_rss_mb_infer_large',
+    'train_step_s', 'train_gflops', 'train_ratio', 'feed_fraction', 'peak_rss_mb_train',
+    'baseline_rss_mb')
+
+
+def parse_size(text):
+    """'HxW' -> (H, W) (argparse type)."""
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a size HxW such as 321x481, got %r' % text)
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError('sizes must be positive, got %r' % text)
+    return height, width
+
+
+def build_parser():
+    """The argument parser of ``bench.py``.
+
+    Returns:
+      argparse.ArgumentParser.
+    """
+    parser = argparse.ArgumentParser(
+        prog='bench.py', description='ReMAEN throughput as ratios to one plain 3x3 '
+        'convolution: inference, training step, peak memory (see the module docstring).')
+    parser.add_argument('--quick', type=str2bool, nargs='?', const=True, default=False,
+                        help='tiny sizes and one repeat, for CI (default False)')
+    parser.add_argument('--size', type=parse_size, default=None,
+                        help='inference size HxW (default 321x481; quick: 64x64)')
+    parser.add_argument('--large_size', type=parse_size, default=None,
+                        help='large inference size HxW (default 1024x1024; quick: 96x96)')
+    parser.add_argument('--batch_size', type=positive_int, default=None,
+                        help='training batch (default 32; quick: 2)')
+    parser.add_argument('--patch_size', type=positive_int, default=None,
+                        help='training crop side (default 64; quick: 32)')
+    parser.add_argument('--repeats', type=positive_int, default=None,
+                        help='timed runs at the inference size and timed training steps '
+                             '(default 2 and 1; quick: 1); the large size is timed once')
+    parser.add_argument('--data_path', type=str, default=DEFAULT_DATA,
+                        help='training pairs for the batcher (default the shared '
+                             'Rain100L-train; random images when it does not exist)')
+    parser.add_argument('--checkpoint', type=str, default=None,
+                        help='checkpoint to restore (default: random weights saved to a '
+                             'temporary checkpoint)')
+    parser.add_argument('--fused', type=str2bool, default=True,
+                        help='optimised graph (default True); False = the reference '
+                             'formulation, one slim.conv2d per convolution')
+    parser.add_argument('--intra_op_threads', type=int, default=0,
+                        help='TensorFlow intra-op threads (default 0 = one per core)')
+    parser.add_argument('--inter_op_threads', type=int, default=0,
+                        help='TensorFlow inter-op threads (default 0 = automatic)')
+    parser.add_argument('--xla', type=str2bool, default=False, help='XLA JIT (default False)')
+    parser.add_argument('--mixed_precision', type=str2bool, default=False,
+                        help='float16 compute on a GPU (ignored with a note on CPU)')
+    parser.add_argument('--json_out', type=str, default=None,
+                        help='also write the final JSON object to this file')
+    # Internal: run one phase in this process and write its result to --phase_out.
+    parser.add_argument('--phase', choices=['infer', 'train'], default=None,
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--warmup_size', type=parse_size, default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--phase_out', type=str, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse ``argv`` and fill the size defaults of the full or quick mode."""
+    args = build_parser().parse_args(argv)
+    full = {'size': (321, 481), 'large_size': (1024, 1024), 'batch_size': 32,
+            'patch_size': 64, 'repeats': 2}
+    quick = {'size': (64, 64), 'large_size': (96, 96), 'batch_size': 2, 'patch_size': 32,
+             'repeats': 1}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+# ----------------------------------------------------------------------------- measuring
+def _tf():
+    import tensorflow.compat.v1 as tf
+    tf.disable_v2_behavior()
+    tf.get_logger().setLevel('ERROR')
+    return tf
+
+
+def count_flops(graph, scope=None):
+    """Multiply-adds of the convolutions and matrix products of a graph with static shapes.
+
+    Per op: Conv2D = output elements x kh x kw x C_in; DepthwiseConv2dNative = output
+    elements x kh x kw; MatMul = output elements x inner dimension; Conv2DBackpropInput and
+    Conv2DBackpropFilter = elements of the output gradient x kh x kw x C_in (the cost of the
+    matching forward convolution). Element-wise ops are not counted.
+
+    Args:
+      graph: tf.Graph whose counted ops have fully defined shapes.
+      scope: count only ops whose name starts with this prefix (e.g. ``'derainNet/'`` for
+        the forward pass of a training graph); None = all.
+
+    Returns:
+      dict: ``macs`` (int, total), ``by_type`` ({op type: macs}), ``ops`` (count).
+
+    Raises:
+      ValueError: a counted op has an unknown shape (build the graph with static shapes).
+    """
+    by_type, ops = {}, 0
+    for op in graph.get_operations():
+        if op.type not in FLOP_OPS or (scope and not op.name.startswith(scope)):
+            continue
+        if op.type == 'MatMul':
+            a_shape = op.inputs[0].shape.as_list()
+            inner = a_shape[0] if op.get_attr('transpose_a') else a_shape[1]
+            out, per_output = op.outputs[0].shape, inner
+        elif op.type == 'Conv2DBackpropFilter':
+            kh, kw, cin, _ = op.outputs[0].shape.as_list()
+            out, per_output = op.inputs[2].shape, kh * kw * cin
+        elif op.type == 'Conv2DBackpropInput':
+            kh, kw, cin, _ = op.inputs[1].shape.as_list()
+            out, per_output = op.inputs[2].shape, kh * kw * cin
+        else:
+            kh, kw, cin, _ = op.inputs[1].shape.as_list()
+            out = op.outputs[0].shape
+            per_output = kh * kw * (cin if op.type == 'Conv2D' else 1)
+        if not out.is_fully_defined() or per_output is None:
+            raise ValueError('op %s (%s) has an unknown shape %s; count FLOPs on a graph '
+                             'built with static shapes' % (op.name, op.type, out))
+        by_type[op.type] = by_type.get(op.type, 0) + out.num_elements() * per_output
+        ops += 1
+    return {'macs': sum(by_type.values()), 'by_type': by_type, 'ops': ops}
+
+
+def forward_macs(config, shape, fused=True):
+    """Multiply-adds of one forward pass of the network on a [N, H, W, C] input."""
+    tf = _tf()
+    import model
+    with tf.Graph().as_default() as graph:
+        model.remaen(tf.placeholder(tf.float32, shape), config, fused=fused)
+        return count_flops(graph)['macs']
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process in MB (VmHWM; ru_maxrss where /proc is absent)."""
+    try:
+        with open('/proc/self/status') as handle:
+            for line in handle:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    scale = 1.0 if sys.platform == 'darwin' else 1024.0  # bytes on macOS, KB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024.0
+
+
+def current_rss_mb():
+    """Resident memory of this process now, in MB (0 where /proc is absent)."""
+    try:
+        with open('/proc/self/status') as handle:
+            for line in handle:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+class ConvProbe(object):
+    """The reference convolutions, in their own graph and session (same threads settings).
+
+    ``plain()`` / ``dilated()`` return GFLOP/s: median of ``runs`` timed runs after one
+    warm-up, 2 FLOPs per multiply-add, on a CONV_SHAPE tensor.
+    """
+
+    def __init__(self, session_config, runs=5):
+        tf = _tf()
+        import tf_slim as slim
+        self.runs = runs
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.inputs = tf.placeholder(tf.float32, CONV_SHAPE)
+            channels = CONV_SHAPE[-1]
+            weights = tf.get_variable('weights', [3, 3, channels, channels])
+            biases = tf.get_variable('biases', [channels])
+            self.plain_op = tf.nn.bias_add(
+                tf.nn.conv2d(self.inputs, weights, 1, 'SAME'), biases).op
+            self.dilated_op = slim.conv2d(self.inputs, channels, [3, 3], rate=2,
+                                          activation_fn=None, scope='dilated').op
+            self.session = tf.Session(config=session_config)
+            self.session.run(tf.global_variables_initializer())
+        self.feed = {self.inputs: np.random.default_rng(0).random(CONV_SHAPE, np.float32)}
+        self.macs = int(np.prod(CONV_SHAPE[:3])) * 9 * channels * channels
+
+    def _rate(self, op):
+        self.session.run(op, self.feed)
+        times = []
+        for _ in range(self.runs):
+            start = time.perf_counter()
+            self.session.run(op, self.feed)
+            times.append(time.perf_counter() - start)
+        return 2.0 * self.macs / float(np.median(times)) / 1e9
+
+    def plain(self):
+        return self._rate(self.plain_op)
+
+    def dilated(self):
+        return self._rate(self.dilated_op)
+
+    def close(self):
+        self.session.close()
+
+
+def _session_config(args):
+    import utils
+    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla)
+
+
+def _mixed_precision(args):
+    """--mixed_precision only where a GPU is visible; a note otherwise."""
+    import utils
+    return utils.use_mixed_precision(args.mixed_precision)
+
+
+def run_infer_phase(args):
+    """Time the restored network at ``args.size`` (one phase, in this process).
+
+    Returns:
+      dict: seconds (list), conv_gflops (list, measured around the runs), dilated_conv_gflops,
+      macs (per image), peak_rss_mb, baseline_rss_mb.
+    """
+    tf = _tf()
+    import model
+    import utils
+    config = model.ModelConfig()
+    mixed = _mixed_precision(args)
+    probe = ConvProbe(_session_config(args))
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], 'rain')
+        output, _, _ = model.remaen(images, config, fused=args.fused, inference=True,
+                                    mixed_precision=mixed)
+        output = tf.clip_by_value(output, 0.0, 1.0)
+        session = tf.Session(config=_session_config(args))
+        utils.restore(session, args.checkpoint, model.model_variables())
+    baseline = current_rss_mb()
+    rng = np.random.default_rng(0)
+    height, width = args.size
+    image = rng.random((1, height, width, config.input_channels), np.float32)
+    warm = args.warmup_size or args.size
+    session.run(output, {images: rng.random((1,) + tuple(warm) + (3,), np.float32)})
+    seconds, conv = [], [probe.plain()]
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        session.run(output, {images: image})
+        seconds.append(time.perf_counter() - start)
+        conv.append(probe.plain())
+    dilated = probe.dilated()
+    peak = peak_rss_mb()
+    session.close()
+    probe.close()
+    return {'seconds': seconds, 'conv_gflops': conv, 'dilated_conv_gflops': dilated,
+            'macs': forward_macs(config, [1, height, width, config.input_channels],
+                                 args.fused),
+            'peak_rss_mb': peak, 'baseline_rss_mb': baseline}
+
+
+def _training_pairs(data_path, folder, patch_size):
+    """Pairs of ``data_path``; random image pairs written to ``folder`` when it is absent."""
+    import dataloader
+    if os.path.isdir(data_path):
+        pairs, _ = dataloader.find_pairs(data_path, verbose=False)
+        return pairs, data_path
+    import cv2
+    rng = np.random.default_rng(0)
+    side = max(2 * patch_size, 96)
+    for index in range(1, 5):
+        clean = (rng.random((side, side, 3)) * 200).astype(np.uint8)
+        cv2.imwrite(os.path.join(folder, 'norain-%d.png' % index), clean)
+        cv2.imwrite(os.path.join(folder, 'rain-%d.png' % index),
+                    np.minimum(clean.astype(np.int32) + 40, 255).astype(np.uint8))
+    pairs, _ = dataloader.find_pairs(folder, verbose=False)
+    return pairs, 'random images (%s not found)' % data_path
+
+
+def run_train_phase(args):
+    """Time training steps fed by the real TrainBatcher (one phase, in this process).
+
+    Returns:
+      dict: seconds (list of step times, batch fetch included), wait (list of seconds waited
+      for the batcher), conv_gflops (list), forward_macs (per step), graph_macs (counted on
+      the training graph), peak_rss_mb, data (str).
+    """
+    tf = _tf()
+    import dataloader
+    import model
+    config = model.ModelConfig()
+    mixed = _mixed_precision(args)
+    probe = ConvProbe(_session_config(args))
+    shape = [args.batch_size, args.patch_size, args.patch_size, config.input_channels]
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+        rain = tf.placeholder(tf.float32, shape, name='rain')
+        clean = tf.placeholder(tf.float32, shape, name='clean')
+        net = model.build_train_graph(rain, clean, config, fused=args.fused,
+                                      mixed_precision=mixed)
+        init = tf.global_variables_initializer()
+        forward = count_flops(graph, scope='derainNet/')['macs']
+        total = count_flops(graph)['macs']
+    session = tf.Session(graph=graph, config=_session_config(args))
+    session.run(init)
+    with tempfile.TemporaryDirectory() as folder:
+        pairs, data = _training_pairs(args.data_path, folder, args.patch_size)
+        batcher = dataloader.TrainBatcher(pairs, args.patch_size, args.batch_size, seed=0,
+                                          verbose=False)
+        try:
+            def step():
+                start, waited = time.perf_counter(), batcher.wait_seconds
+                rain_batch, clean_batch = batcher.next_batch()
+                session.run(net.train_op, {rain: rain_batch, clean: clean_batch})
+                return time.perf_counter() - start, batcher.wait_seconds - waited
+
+            step()  # warm-up
+            seconds, wait, conv = [], [], [probe.plain()]
+            for _ in range(args.repeats if args.quick else max(1, args.repeats - 1)):
+                took, waited = step()
+                seconds.append(took)
+                wait.append(waited)
+                conv.append(probe.plain())
+        finally:
+            batcher.close()
+    peak = peak_rss_mb()
+    session.close()
+    probe.close()
+    return {'seconds': seconds, 'wait': wait, 'conv_gflops': conv, 'forward_macs': forward,
+            'graph_macs': total, 'peak_rss_mb': peak, 'data': data}
+
+
+# ----------------------------------------------------------------------------- driver
+def _forwarded(args):
+    """Flags handed to the phase subprocesses."""
+    flags = ['--quick', str(args.quick), '--fused', str(args.fused),
+             '--intra_op_threads', str(args.intra_op_threads),
+             '--inter_op_threads', str(args.inter_op_threads), '--xla', str(args.xla),
+             '--mixed_precision', str(args.mixed_precision),
+             '--batch_size', str(args.batch_size), '--patch_size', str(args.patch_size),
+             '--repeats', str(args.repeats), '--data_path', args.data_path,
+             '--checkpoint', args.checkpoint]
+    return flags
+
+
+def run_phase(args, phase, folder, extra=()):
+    """Run one phase in a fresh Python process; returns its result dict."""
+    out = os.path.join(folder, '%s_%d.json' % (phase, len(os.listdir(folder))))
+    command = [sys.executable, os.path.abspath(__file__), '--phase', phase,
+               '--phase_out', out] + _forwarded(args) + list(extra)
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    notes = [line for line in done.stdout.splitlines() if line.startswith('note:')]
+    for line in sorted(set(notes)):
+        print(line)
+    if done.returncode or not os.path.isfile(out):
+        raise RuntimeError('bench phase %s failed (exit %d):\n%s'
+                           % (phase, done.returncode, done.stdout[-3000:]))
+    with open(out) as handle:
+        return json.load(handle)
+
+
+def make_checkpoint(folder):
+    """Random (seeded) weights of the default network saved as ``folder/ReMAEN``."""
+    tf = _tf()
+    import model
+    import utils
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)
+        model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]))
+        variables = model.model_variables()
+        with tf.Session(config=utils.session_config()) as session:
+            session.run(tf.variables_initializer(variables))
+            prefix = os.path.join(folder, utils.CHECKPOINT_PREFIX)
+            tf.train.Saver(variables).save(session, prefix, write_meta_graph=False)
+    return prefix
+
+
+def machine_description():
+    """(CPU model, logical cores usable by this process)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as handle:
+            for line in handle:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return cpu, cores
+
+
+def _infer_summary(result, pixels):
+    seconds = float(np.median(result['seconds']))
+    gflops = 2.0 * result['macs'] / seconds / 1e9
+    conv = float(np.mean(result['conv_gflops']))
+    return seconds, gflops, gflops / conv
+
+
+def summarize(infer, large, train, args):
+    """The final result dict from the three phase results."""
+    height, width = args.size
+    infer_s, infer_gflops, infer_ratio = _infer_summary(infer, height * width)
+    large_s, large_gflops, large_ratio = _infer_summary(large, np.prod(args.large_size))
+    train_s = float(np.median(train['seconds']))
+    train_flops = 3 * 2.0 * train['forward_macs']
+    train_gflops = train_flops / train_s / 1e9
+    conv_all = infer['conv_gflops'] + large['conv_gflops'] + train['conv_gflops']
+    return {
+        'conv_gflops': float(np.median(conv_all)),
+        'dilated_conv_gflops': float(np.median([infer['dilated_conv_gflops'],
+                                                large['dilated_conv_gflops']])),
+        'macs_per_pixel': infer['macs'] / float(height * width),
+        'infer_s': infer_s, 'infer_gflops': infer_gflops, 'infer_ratio': infer_ratio,
+        'peak_rss_mb_infer': infer['peak_rss_mb'],
+        'infer_large_s': large_s, 'infer_large_gflops': large_gflops,
+        'infer_large_ratio': large_ratio, 'peak_rss_mb_infer_large': large['peak_rss_mb'],
+        'train_step_s': train_s, 'train_gflops': train_gflops,
+        'train_ratio': train_gflops / float(np.mean(train['conv_gflops'])),
+        'feed_fraction': float(np.sum(train['wait']) / np.sum(train['seconds'])),
+        'peak_rss_mb_train': train['peak_rss_mb'],
+        'baseline_rss_mb': infer['baseline_rss_mb'],
+    }
+
+
+def print_table(results, infer, large, train, args):
+    size = '%dx%d' % tuple(args.size)
+    large_size = '%dx%d' % tuple(args.large_size)
+    batch = '%dx%dx%d' % (args.batch_size, args.patch_size, args.patch_size)
+    line = '+-------------------------------+-----------+-----------+--------+-----------+'
+    print(line)
+    print('| %-29s | %9s | %9s | %6s | %9s |' % ('measurement', 'seconds', 'GFLOP/s',
+                                                 'ratio', 'peak MB'))
+    print(line)
+    rows = [('plain conv 3x3 32->32', 2e-9 * np.prod(CONV_SHAPE[:3]) * 9 * 32 * 32
+             / results['conv_gflops'], results['conv_gflops'], 1.0, None),
+            ('dilated conv (rate 2, slim)', None, results['dilated_conv_gflops'],
+             results['dilated_conv_gflops'] / results['conv_gflops'], None),
+            ('inference %s' % size, results['infer_s'], results['infer_gflops'],
+             results['infer_ratio'], results['peak_rss_mb_infer']),
+            ('inference %s' % large_size, results['infer_large_s'],
+             results['infer_large_gflops'], results['infer_large_ratio'],
+             results['peak_rss_mb_infer_large']),
+            ('train step %s' % batch, results['train_step_s'], results['train_gflops'],
+             results['train_ratio'], results['peak_rss_mb_train'])]
+    for label, seconds, gflops, ratio, peak in rows:
+        print('| %-29s | %9s | %9.2f | %6.3f | %9s |' % (
+            label, '-' if seconds is None else '%.3f' % seconds, gflops, ratio,
+            '-' if peak is None else '%.0f' % peak))
+    print(line)
+    print('multiply-adds per pixel (graph count): %.0f; training graph count / forward = '
+          '%.2f (3 assumed)' % (results['macs_per_pixel'],
+                                train['graph_macs'] / float(train['forward_macs'])))
+    print('feed fraction %.4f (batcher wait / step time; data: %s)'
+          % (results['feed_fraction'], train['data']))
+    print('plain conv GFLOP/s around each phase: %s'
+          % ' '.join('%.1f' % v for v in infer['conv_gflops'] + large['conv_gflops']
+                     + train['conv_gflops']))
+    print('timed runs: %s %s, %s %s, train %s (s); baseline RSS %.0f MB'
+          % (size, ' '.join('%.2f' % v for v in infer['seconds']), large_size,
+             ' '.join('%.2f' % v for v in large['seconds']),
+             ' '.join('%.2f' % v for v in train['seconds']), results['baseline_rss_mb']))
+
+
+def main(argv=None):
+    """Run the benchmark (or one internal phase); returns the process exit code."""
+    args = parse_args(argv)
+    if args.phase:
+        runner = run_infer_phase if args.phase == 'infer' else run_train_phase
+        result = runner(args)
+        with open(args.phase_out, 'w') as handle:
+            json.dump(result, handle)
+        return 0
+    import tensorflow as tf2
+    cpu, cores = machine_description()
+    print('ReMAEN benchmark %s: %s, %d cores, TensorFlow %s, %s mode, fused=%s, threads '
+          'intra=%d inter=%d, xla=%s' % (datetime.date.today().isoformat(), cpu, cores,
+                                         tf2.__version__, 'quick' if args.quick else 'full',
+                                         args.fused, args.intra_op_threads,
+                                         args.inter_op_threads, args.xla))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        if args.checkpoint is None:
+            args.checkpoint = make_checkpoint(folder)
+        phases = os.path.join(folder, 'phases')
+        os.makedirs(phases)
+        infer = run_phase(args, 'infer', phases, ['--size', '%dx%d' % tuple(args.size)])
+        # The large image is timed once; its warm-up pass (session start-up, graph
+        # optimisation) runs on the small size, in the same graph.
+        large = run_phase(args, 'infer', phases,
+                          ['--size', '%dx%d' % tuple(args.large_size), '--repeats', '1',
+                           '--warmup_size', '%dx%d' % tuple(args.size)])
+        train = run_phase(args, 'train', phases)
+    results = summarize(infer, large, train, args)
+    print_table(results, infer, large, train, args)
+    results.update({'date': datetime.date.today().isoformat(), 'cpu': cpu, 'cores': cores,
+                    'tensorflow': tf2.__version__, 'quick': args.quick, 'fused': args.fused,
+                    'size': '%dx%d' % tuple(args.size),
+                    'large_size': '%dx%d' % tuple(args.large_size),
+                    'train_batch': '%dx%dx%d' % (args.batch_size, args.patch_size,
+                                                  args.patch_size),
+                    'total_s': time.perf_counter() - started})
+    if args.json_out:
+        with open(args.json_out, 'w') as handle:
+            json.dump(results, handle, indent=2)
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

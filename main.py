@@ -3,7 +3,7 @@
     python main.py --is_training True --train_dataset Rain100L --batch_size 32
     python main.py --is_testing True --train_dataset Rain100L --test_dataset Rain100L \
         --trainset_size 200 --testset_size 100 --batch_size 32
-    python main.py --input my_photos/ --checkpoint checkpoints/ReMAEN_Demo_8
+    python main.py --input my_photos/ --checkpoint checkpoints/ReMAEN_Demo_4
 
 ``main(argv)`` owns the graph and the session; user errors print one ``error:`` line and
 return exit code 2 (no traceback).
@@ -448,13 +448,17 @@ def train(args):
             tf.summary.scalar('loss/edge', net.edge_loss),
             tf.summary.scalar('metrics/psnr', psnr), tf.summary.scalar('metrics/ssim', ssim),
             tf.summary.scalar('schedule/learning_rate', net.learning_rate)])
-        saver = tf.train.Saver(net.variables + [net.global_step],
+        # Training checkpoints hold the whole state (weights, global_step, Adam moments and
+        # beta powers) so that a resumed run continues exactly; --export_weights strips it.
+        optimizer_state = [v for v in tf.global_variables()
+                           if v not in set(net.variables) and v is not net.global_step]
+        saver = tf.train.Saver(net.variables + [net.global_step] + optimizer_state,
                                max_to_keep=args.keep_checkpoints)
         sample_in = tf.placeholder(tf.float32, [1, None, None, config.input_channels])
         sample_out, sample_res, _ = model.remaen(sample_in, config, inference=True)
         init = tf.global_variables_initializer()
-        restore_fn = (utils.make_restorer(prefix, net.variables, net.global_step)
-                      if prefix else None)
+        restore_fn = (utils.make_restorer(prefix, net.variables, net.global_step,
+                                          optional=optimizer_state) if prefix else None)
         broadcast = hvd.broadcast_global_variables(0) if hvd else None
     graph.finalize()
 
@@ -468,6 +472,10 @@ def train(args):
     if prefix:
         step = restore_fn(sess)
         print('Resuming from %s at iteration %d' % (prefix, step))
+        if restore_fn.skipped:
+            print('note: the checkpoint has no optimizer state (%d Adam variables, e.g. %s): '
+                  'Adam restarts from zero moments' % (len(restore_fn.skipped),
+                                                       restore_fn.skipped[0]))
     if broadcast is not None:
         sess.run(broadcast)
     print('Parameters: %d in %d variables' % (model.count_parameters(net.variables),

@@ -85,7 +85,9 @@ class ModelConfig:
         if self.input_channels != default.input_channels:
             tags.append('in%d' % self.input_channels)
         if self.dilations != default.dilations:
-            tags.append('d' + ''.join(str(d) for d in self.dilations))
+            # 'd123' for (1, 2, 3); with a rate >= 10 the rates are dashed: 'd1-12' != 'd11-2'.
+            separator = '-' if max(self.dilations) >= 10 else ''
+            tags.append('d' + separator.join(str(d) for d in self.dilations))
         if not self.shared_attention:
             tags.append('noshare')
         if not self.skip_connections:

@@ -23,6 +23,17 @@ def str2bool(value):
                                      % value)
 
 
+def nonnegative_int(value):
+    """argparse type: an integer >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % value)
+    return number
+
+
 def positive_int(value):
     """argparse type: an integer >= 1."""
     try:
@@ -60,7 +71,7 @@ def build_parser():
                '  python main.py --is_testing True --train_dataset Rain100L '
                '--test_dataset Rain100L --batch_size 32\n'
                '  python main.py --input my_photos/ --checkpoint '
-               'checkpoints/ReMAEN_Demo_8\n',
+               'checkpoints/ReMAEN_Demo_4\n',
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
     opt = parser.add_argument_group('optimisation (paper defaults)')
@@ -163,10 +174,10 @@ def build_parser():
                           'as for testing into this folder')
 
     perf = parser.add_argument_group('performance')
-    perf.add_argument('--tile', type=int, default=0,
+    perf.add_argument('--tile', type=nonnegative_int, default=0,
                       help='derain large images in tiles of this side (pixels), exact up to '
                            'float rounding; 0 = whole image in one pass (default 0)')
-    perf.add_argument('--tile_overlap', type=int, default=None,
+    perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,
                       help='halo around each tile in pixels (default: the network\'s '
                            'receptive field radius, which makes tiling exact)')
     perf.add_argument('--intra_op_threads', type=int, default=0,

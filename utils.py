@@ -106,7 +106,7 @@ def check_compatible(prefix, variables):
     return stored
 
 
-def make_restorer(prefix, variables, global_step=None):
+def make_restorer(prefix, variables, global_step=None, optional=()):
     """Build (in the current graph) what restores the network weights from ``prefix``.
 
     Call it before the graph is finalized; run the returned function once a session exists.
@@ -115,13 +115,24 @@ def make_restorer(prefix, variables, global_step=None):
       prefix: checkpoint prefix.
       variables: the ``derainNet`` variables; all must be in the checkpoint.
       global_step: optional global-step variable, restored if stored, else left as is.
+      optional: more variables (the optimizer's Adam moments and beta powers when resuming
+        training) restored when the checkpoint has them with the same shape, else left at
+        their initial values (``restore_fn.skipped`` lists their names).
 
     Returns:
       ``restore_fn(sess) -> int``: the restored global step, or 0 when the checkpoint has none.
     """
     stored = check_compatible(prefix, variables)
     with_step = global_step is not None and 'global_step' in stored
-    saver = tf.train.Saver(var_list=list(variables) + ([global_step] if with_step else []))
+    extra, skipped = [], []
+    for variable in optional:
+        name = variable.op.name
+        if stored.get(name) == tuple(variable.get_shape().as_list()):
+            extra.append(variable)
+        else:
+            skipped.append(name)
+    saver = tf.train.Saver(var_list=list(variables) + ([global_step] if with_step else [])
+                           + extra)
 
     def restore_fn(sess):
         try:
@@ -131,6 +142,7 @@ def make_restorer(prefix, variables, global_step=None):
                                   'delete them or pass another --checkpoint'
                                   % (prefix, str(exc).strip().splitlines()[0][:200]))
         return int(sess.run(global_step)) if with_step else 0
+    restore_fn.skipped = skipped
     return restore_fn
 
 

@@ -101,7 +101,13 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
                       + common_flags(root) + ['--is_testing', 'True'], cwd=root)
     assert second.returncode == 0, second.stderr
     assert 'Resuming from' in second.stdout and 'at iteration 2' in second.stdout
-    assert checkpoint_step(folder)[1] == 4
+    prefix, step = checkpoint_step(folder)
+    assert step == 4 and 'no optimizer state' not in second.stdout
+    # Adam's state was saved and restored: beta1_power = 0.9 ** (steps + 1) only if the
+    # resumed run continued from the stored value instead of a fresh 0.9.
+    stored = dict(tf.train.list_variables(prefix))
+    assert 'derainNet/RMG/Conv_1/weights/Adam' in stored
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 5, rel=1e-6)
     rates = logged_learning_rates(os.path.join(root, 'logs'))
     # lr x0.1 from global step 3 on (decay step 3): iterations 1-3 at 1e-3, 4 at 1e-4,
     # which only holds if the resumed run continued the global step.
@@ -109,6 +115,15 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-3, 1e-4],
                                rtol=1e-6)
     check_test_outputs(root, second.stdout)
+
+    exported = os.path.join(root, 'exported')
+    third = run_main(PAPER_TEST + common_flags(root) + ['--export_weights', exported], cwd=root)
+    assert third.returncode == 0, third.stderr
+    weights = dict(tf.train.list_variables(os.path.join(exported, 'ReMAEN')))
+    assert len(weights) == 138 and all(name.startswith('derainNet/') for name in weights)
+    np.testing.assert_array_equal(
+        tf.train.load_variable(os.path.join(exported, 'ReMAEN'), 'derainNet/RMG/Conv_1/biases'),
+        tf.train.load_variable(prefix, 'derainNet/RMG/Conv_1/biases'))
 
 
 def check_test_outputs(root, stdout):

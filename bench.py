@@ -52,7 +52,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
-import settings  # noqa: E402
 from settings import positive_int, str2bool  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

@@ -11,22 +11,17 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import SHARED
+from conftest import read_manifest
 import main
 import model
 import settings
 
 tf.disable_v2_behavior()
-MANIFEST = os.path.join(SHARED, 'reference', 'remaen_variables.txt')
 GRU_STATE_CONVS = ('conv_hr', 'conv_hz', 'conv_hn', 'conv_xr')
 PATH_OF_GRU = {k: 'extracting_path' if k <= 4 else 'responding_path' for k in range(1, 8)}
 SIZE = 24
 
 
-def read_manifest():
-    with open(MANIFEST) as handle:
-        rows = [line.split() for line in handle if line.strip() and not line.startswith('#')]
-    return {name: tuple(int(s) for s in shape.split(',')) for name, shape in rows}
 
 
 def config_of(flags):

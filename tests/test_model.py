@@ -6,20 +6,15 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import SHARED
+from conftest import SHARED, read_manifest, variable_shapes
 import model
 import utils
 from model import ModelConfig
 
 tf.disable_v2_behavior()
-MANIFEST = os.path.join(SHARED, 'reference', 'remaen_variables.txt')
 AUTHORS_INDEX = os.path.join(SHARED, 'reference', 'ReMAEN_Rain100L_32.index')
 
 
-def read_manifest():
-    with open(MANIFEST) as handle:
-        rows = [line.split() for line in handle if line.strip() and not line.startswith('#')]
-    return {name: tuple(int(s) for s in shape.split(',')) for name, shape in rows}
 
 
 def build(config=None, shape=(None, None, None, 3)):
@@ -28,8 +23,6 @@ def build(config=None, shape=(None, None, None, 3)):
     return images, output, residual, end_points
 
 
-def variable_shapes():
-    return {v.op.name: tuple(v.get_shape().as_list()) for v in model.model_variables()}
 
 
 def test_default_variables_equal_manifest():

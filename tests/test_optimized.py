@@ -12,32 +12,18 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, fast_session_config, randomize_biases, read_manifest, variable_shapes
 import model
 import utils
 
 tf.disable_v2_behavior()
-MANIFEST = os.path.join(SHARED, 'reference', 'remaen_variables.txt')
 SIZE = 24
 
 
-def read_manifest():
-    with open(MANIFEST) as handle:
-        rows = [line.split() for line in handle if line.strip() and not line.startswith('#')]
-    return {name: tuple(int(s) for s in shape.split(',')) for name, shape in rows}
 
 
-def variable_shapes():
-    return {v.op.name: tuple(v.get_shape().as_list()) for v in model.model_variables()}
 
 
-def randomize_biases(sess, seed):
-    """Small random biases, so that every conv's bias matters to the output."""
-    rng = np.random.default_rng(seed)
-    for variable in model.model_variables():
-        if variable.op.name.endswith('biases'):
-            value = rng.uniform(-0.1, 0.1, variable.get_shape().as_list()).astype(np.float32)
-            sess.run(variable.initializer, {variable.initial_value: value})
 
 
 def conv_count(graph, prefix):
@@ -109,11 +95,6 @@ def test_mixed_precision_is_float16_compute_close_to_float32(forward_outputs):
     assert 1e-6 < difference < 2e-2
 
 
-def fast_session_config():
-    """Graph rewrites off: the first run of a big gradient graph is then much cheaper."""
-    config = tf.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return config
 
 
 def test_fused_training_gradients_equal_reference():

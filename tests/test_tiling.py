@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import SHARED
+from conftest import (SHARED, fast_session_config, randomize_biases, read_manifest,
+                      variable_shapes)
 import maeb
 import main
 import model
@@ -14,18 +15,11 @@ import tiling
 from model import ModelConfig
 
 tf.disable_v2_behavior()
-MANIFEST = os.path.join(SHARED, 'reference', 'remaen_variables.txt')
 DEMO_IMAGE = os.path.join(SHARED, 'data', 'Rain100L-demo', 'input', '51.png')
 
 
-def read_manifest():
-    with open(MANIFEST) as handle:
-        rows = [line.split() for line in handle if line.strip() and not line.startswith('#')]
-    return {name: tuple(int(s) for s in shape.split(',')) for name, shape in rows}
 
 
-def variable_shapes():
-    return {v.op.name: tuple(v.get_shape().as_list()) for v in model.model_variables()}
 
 
 def demo_crop(height, width):
@@ -36,22 +30,8 @@ def demo_crop(height, width):
     return image[:height, :width].astype(np.float32) / 255.0
 
 
-def fast_session_config():
-    """Graph rewrites off: each of the K + 1 fetches builds its own executor; keep that cheap."""
-    config = tf.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    config.graph_options.optimizer_options.opt_level = tf.OptimizerOptions.L0
-    return config
 
 
-def randomize_biases(sess, seed):
-    """Small random biases (the initializer's zeros would keep the residual tiny)."""
-    rng = np.random.default_rng(seed)
-    for variable in model.model_variables():
-        if variable.op.name.endswith('biases'):
-            shape = variable.get_shape().as_list()
-            value = rng.uniform(-0.1, 0.1, shape).astype(np.float32)
-            sess.run(variable.initializer, {variable.initial_value: value})
 
 
 def network_means():

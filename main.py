@@ -240,9 +240,9 @@ def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True):
             raise UsageError('cannot write %s; check that --test_dir is writable' % path)
         row = {'name': pair.name, 'output': path, 'seconds': seconds}
         if clean is not None:
-            # Metrics on the saved (rounded uint8) result, i.e. on what the user gets.
-            saved = to_uint8(derained).astype(np.float32) / 255.0
-            row.update(metrics.evaluate(saved, clean))
+            # Paper protocol on the float output clipped to [0, 1] (SPEC); the Y protocol
+            # rounds it to uint8 first, which is exactly the saved PNG.
+            row.update(metrics.evaluate(derained, clean))
             row['input'] = metrics.evaluate(rain, clean)
         else:
             row.update({k: None for k in METRIC_KEYS})

@@ -479,7 +479,8 @@ def render_markdown(report):
              'Generated %s by `%s`.' % (report['generated'], report['command']), '',
              'Our numbers come from `main.py`\'s test code (`main.derain_pairs`): whole test '
              'images in one pass, output clipped to [0, 1] and saved as 8-bit PNG (rounded), '
-             'metrics on the saved images. Paper values: `paper.PAPER_TABLE` (SPEC.md).', '',
+             'paper-protocol metrics on the float output, Y-protocol metrics on the saved uint8 '
+             'images. Paper values: `paper.PAPER_TABLE` (SPEC.md).', '',
              '## Paper table with this reproduction (PSNR/SSIM, paper protocol)', '',
              '| Method | ' + ' | '.join(names) + ' |',
              '|---|' + '---|' * len(names)]

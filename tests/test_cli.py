@@ -139,8 +139,13 @@ def check_test_outputs(root, stdout):
         saved = cv2.imread(row['output']).astype(np.float32) / 255.0
         clean = cv2.imread(os.path.join(test_dir, 'no' + row['name'] + '.png'))
         expected = metrics.evaluate(saved, clean.astype(np.float32) / 255.0)
-        for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y'):
+        # The Y protocol is defined on the uint8 image, i.e. the saved PNG: exact.
+        for key in ('psnr_y', 'ssim_y'):
             assert abs(row[key] - expected[key]) < 1e-6, key
+        # The paper protocol is measured on the float output (SPEC); rounding to 8 bits
+        # moves it by at most about 0.02 dB / 1e-3 SSIM on these images.
+        assert abs(row['psnr'] - expected['psnr']) < 0.05
+        assert abs(row['ssim'] - expected['ssim']) < 2e-3
         assert row['seconds'] > 0
         assert row['name'] in stdout
     for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y', 'seconds'):

@@ -1,0 +1,65 @@
+"""The shipped demo: data, weights-only checkpoint and the README's first command."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import tensorflow.compat.v1 as tf
+
+from conftest import ROOT, read_manifest
+import dataloader
+import utils
+
+DEMO_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'ReMAEN_Demo_4')
+README = os.path.join(ROOT, 'README.md')
+
+
+def readme_demo_command():
+    """The README's first command, without its ``pip install ... &&`` part."""
+    with open(README) as handle:
+        text = handle.read()
+    match = re.search(r'pip install -r requirements\.txt && (python main\.py [^\n`]+)', text)
+    assert match, 'README has no install-and-run line'
+    return match.group(1).split()
+
+
+def test_shipped_data_layouts():
+    pairs, layout = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', 'Demo'),
+                                          verbose=False)
+    assert [p.name for p in pairs] == ['51', '52', '53', '54', '55'] and 'input' in layout
+    photos, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'real'),
+                                      allow_missing_gt=True, verbose=False)
+    assert len(photos) == 6 and all(p.clean_path is None for p in photos)
+
+
+def test_shipped_checkpoint_is_weights_only_default_model():
+    prefix = utils.find_checkpoint(DEMO_CHECKPOINT)
+    assert prefix is not None
+    stored = {name: tuple(shape) for name, shape in tf.train.list_variables(prefix)}
+    assert stored == read_manifest()          # no Adam slots, no global_step
+    size = sum(os.path.getsize(os.path.join(DEMO_CHECKPOINT, f))
+               for f in os.listdir(DEMO_CHECKPOINT))
+    assert size < 4e6
+    settings = utils.load_settings(DEMO_CHECKPOINT)
+    assert settings['model'] == {'stages': 3, 'channels': 32, 'input_channels': 3,
+                                 'dilations': [1, 2, 3], 'shared_attention': True,
+                                 'skip_connections': True}
+
+
+def test_readme_demo_command_derains(tmp_path):
+    command = readme_demo_command()
+    assert command[:2] == ['python', 'main.py'] and '--is_testing' in command
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'main.py')] + command[2:]
+        + ['--test_dir', str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(str(tmp_path), 'Demo', 'results.json')) as handle:
+        results = json.load(handle)
+    assert results['count'] == 5
+    mean = results['mean']
+    # The demo checkpoint clearly removes rain: both protocols improve over the input.
+    assert mean['psnr'] > mean['input']['psnr'] + 2.0
+    assert mean['psnr_y'] > mean['input']['psnr_y'] + 2.0
+    assert mean['ssim'] > mean['input']['ssim']

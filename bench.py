@@ -52,7 +52,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
-from settings import positive_int, str2bool  # noqa: E402
+from settings import add_session_flags, positive_int, str2bool  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'Rain100L-train')
@@ -110,13 +110,7 @@ def build_parser():
     parser.add_argument('--fused', type=str2bool, default=True,
                         help='optimised graph (default True); False = the reference '
                              'formulation, one slim.conv2d per convolution')
-    parser.add_argument('--intra_op_threads', type=int, default=0,
-                        help='TensorFlow intra-op threads (default 0 = one per core)')
-    parser.add_argument('--inter_op_threads', type=int, default=0,
-                        help='TensorFlow inter-op threads (default 0 = automatic)')
-    parser.add_argument('--xla', type=str2bool, default=False, help='XLA JIT (default False)')
-    parser.add_argument('--mixed_precision', type=str2bool, default=False,
-                        help='float16 compute on a GPU (ignored with a note on CPU)')
+    add_session_flags(parser)
     parser.add_argument('--json_out', type=str, default=None,
                         help='also write the final JSON object to this file')
     # Internal: run one phase in this process and write its result to --phase_out.
@@ -193,24 +187,37 @@ def count_flops(graph, scope=None):
     return {'macs': sum(by_type.values()), 'by_type': by_type, 'ops': ops}
 
 
-def forward_macs(config, shape, fused=True):
-    """Multiply-adds of one forward pass of the network on a [N, H, W, C] input."""
+def forward_macs(config, shape, fused=True, inference=True):
+    """Multiply-adds of one forward pass of the network on a [N, H, W, C] input.
+
+    ``fused`` and ``inference`` must be those of the graph that is timed (``inference``
+    decides whether dilated convs are counted as direct ops or on padded phase images).
+    """
     tf = _tf()
     import model
     with tf.Graph().as_default() as graph:
-        model.remaen(tf.placeholder(tf.float32, shape), config, fused=fused)
+        model.remaen(tf.placeholder(tf.float32, shape), config, fused=fused,
+                     inference=inference)
         return count_flops(graph)['macs']
+
+
+def _proc_status_mb(field):
+    """A ``/proc/self/status`` memory field (e.g. ``'VmRSS'``) in MB, or None without /proc."""
+    try:
+        with open('/proc/self/status') as handle:
+            for line in handle:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_mb():
     """Peak resident memory of this process in MB (VmHWM; ru_maxrss where /proc is absent)."""
-    try:
-        with open('/proc/self/status') as handle:
-            for line in handle:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = _proc_status_mb('VmHWM')
+    if peak is not None:
+        return peak
     import resource
     scale = 1.0 if sys.platform == 'darwin' else 1024.0  # bytes on macOS, KB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024.0
@@ -218,14 +225,7 @@ def peak_rss_mb():
 
 def current_rss_mb():
     """Resident memory of this process now, in MB (0 where /proc is absent)."""
-    try:
-        with open('/proc/self/status') as handle:
-            for line in handle:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
+    return _proc_status_mb('VmRSS') or 0.0
 
 
 class ConvProbe(object):

@@ -52,9 +52,7 @@ def conv(inputs, num_outputs, scope, rate=1, activation_fn=None, direct_dilation
       [N, H, W, C_out] float32.
     """
     if direct_dilation and rate > 1:
-        weights, biases = conv_variables(inputs, num_outputs, scope)
-        net = tf.nn.bias_add(tf.nn.conv2d(inputs, weights, [1, 1, 1, 1], 'SAME',
-                                          dilations=[1, rate, rate, 1]), biases)
+        net = fused_conv(inputs, num_outputs, [scope], rate)[0]
         return activation_fn(net) if activation_fn is not None else net
     return slim.conv2d(inputs, num_outputs, [3, 3], rate=rate, activation_fn=activation_fn,
                        scope=scope)
@@ -79,28 +77,37 @@ def conv_variables(inputs, num_outputs, scope):
     return weights, biases
 
 
-def fused_conv(inputs, num_outputs, scopes):
-    """Several 3x3 SAME convs of the SAME input computed as one wider convolution.
+def fused_conv(inputs, num_outputs, scopes, rate=1):
+    """Several 3x3 SAME convs of the SAME input computed as one wider ``Conv2D`` op.
 
     The variables of each scope are those of ``conv(inputs, num_outputs, scope)``; their
     weights and biases are concatenated along the output channels at graph time, so one
     ``Conv2D`` with ``len(scopes) * num_outputs`` outputs replaces ``len(scopes)`` small
     ones (better use of the CPU's matrix kernels, fewer ops; same numbers up to float
-    summation order).
+    summation order). With one scope it is that conv as a single op.
 
     Args:
       inputs: [N, H, W, C_in] float32.
       num_outputs: C_out of each conv.
       scopes: variable scopes, e.g. ``['conv_xr', 'conv_xz', 'conv_xn']``.
+      rate: dilation rate, passed to ``Conv2D`` directly (no gradient on CPU for rate > 1).
 
     Returns:
       list of len(scopes) tensors [N, H, W, C_out], linear (no activation).
     """
     pairs = [conv_variables(inputs, num_outputs, scope) for scope in scopes]
-    weights = tf.concat([w for w, _ in pairs], axis=3)
-    biases = tf.concat([b for _, b in pairs], axis=0)
-    net = tf.nn.bias_add(tf.nn.conv2d(inputs, weights, [1, 1, 1, 1], 'SAME'), biases)
-    return tf.split(net, len(scopes), axis=3)
+    weights = tf.concat([w for w, _ in pairs], axis=3) if len(pairs) > 1 else pairs[0][0]
+    biases = tf.concat([b for _, b in pairs], axis=0) if len(pairs) > 1 else pairs[0][1]
+    net = tf.nn.bias_add(tf.nn.conv2d(inputs, weights, [1, 1, 1, 1], 'SAME',
+                                      dilations=[1, rate, rate, 1]), biases)
+    return tf.split(net, len(scopes), axis=3) if len(scopes) > 1 else [net]
+
+
+def _gate_convs(inputs, num_outputs, scopes, fused):
+    """The linear convs ``scopes`` of one GRU input: one ``fused_conv``, or one conv each."""
+    if fused:
+        return fused_conv(inputs, num_outputs, scopes)
+    return [conv(inputs, num_outputs, scope) for scope in scopes]
 
 
 class SqueezeOverride(object):
@@ -234,21 +241,14 @@ def conv_gru(x, h, channels=32, scope='convGRU', fused=True):
       [N, H, W, channels] float32, the new (pre-attention) state.
     """
     with tf.variable_scope(scope, values=[x] if h is None else [x, h]):
-        if fused and h is None:
-            xz, xn = fused_conv(x, channels, ['conv_xz', 'conv_xn'])
-            return tf.sigmoid(xz) * tf.tanh(xn)
-        if fused:
-            hr, hz = fused_conv(h, channels, ['conv_hr', 'conv_hz'])
-            xr, xz, xn = fused_conv(x, channels, ['conv_xr', 'conv_xz', 'conv_xn'])
-            r = tf.sigmoid(hr + xr)
-            z = tf.sigmoid(hz + xz)
-            n = tf.tanh(xn + conv(r * h, channels, 'conv_hn'))
-            return (1.0 - z) * h + z * n
         if h is None:
-            return tf.sigmoid(conv(x, channels, 'conv_xz')) * tf.tanh(conv(x, channels, 'conv_xn'))
-        r = tf.sigmoid(conv(h, channels, 'conv_hr') + conv(x, channels, 'conv_xr'))
-        z = tf.sigmoid(conv(h, channels, 'conv_hz') + conv(x, channels, 'conv_xz'))
-        n = tf.tanh(conv(x, channels, 'conv_xn') + conv(r * h, channels, 'conv_hn'))
+            xz, xn = _gate_convs(x, channels, ['conv_xz', 'conv_xn'], fused)
+            return tf.sigmoid(xz) * tf.tanh(xn)
+        hr, hz = _gate_convs(h, channels, ['conv_hr', 'conv_hz'], fused)
+        xr, xz, xn = _gate_convs(x, channels, ['conv_xr', 'conv_xz', 'conv_xn'], fused)
+        r = tf.sigmoid(hr + xr)
+        z = tf.sigmoid(hz + xz)
+        n = tf.tanh(xn + conv(r * h, channels, 'conv_hn'))
         return (1.0 - z) * h + z * n
 
 

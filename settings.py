@@ -180,15 +180,21 @@ def build_parser():
     perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,
                       help='halo around each tile in pixels (default: the network\'s '
                            'receptive field radius, which makes tiling exact)')
-    perf.add_argument('--intra_op_threads', type=int, default=0,
-                      help='TensorFlow intra-op threads (default 0 = one per core)')
-    perf.add_argument('--inter_op_threads', type=int, default=0,
-                      help='TensorFlow inter-op threads (default 0 = automatic)')
-    perf.add_argument('--xla', type=str2bool, default=False,
-                      help='compile the graph with XLA (default False)')
-    perf.add_argument('--mixed_precision', type=str2bool, default=False,
-                      help='float16 compute on GPUs (ignored with a note on CPU; default False)')
+    add_session_flags(perf)
     return parser
+
+
+def add_session_flags(group):
+    """The TensorFlow session flags, shared by main.py and bench.py (``utils.session_config``
+    and ``utils.use_mixed_precision`` read them)."""
+    group.add_argument('--intra_op_threads', type=int, default=0,
+                       help='TensorFlow intra-op threads (default 0 = one per core)')
+    group.add_argument('--inter_op_threads', type=int, default=0,
+                       help='TensorFlow inter-op threads (default 0 = automatic)')
+    group.add_argument('--xla', type=str2bool, default=False,
+                       help='compile the graph with XLA (default False)')
+    group.add_argument('--mixed_precision', type=str2bool, default=False,
+                       help='float16 compute on GPUs (ignored with a note on CPU; default False)')
 
 
 def parse_args(argv=None):

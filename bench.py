@@ -17,6 +17,13 @@ framework runs ONE such convolution, so everything is reported as a ratio to tha
 * ``train_*``: one training step (forward + backward + Adam) on batch 32 of 64x64 crops fed
   through ``feed_dict`` from ``dataloader.TrainBatcher`` on the real training set, as
   ``main.train`` does; ``feed_fraction`` = time the step waits for the batcher / step time.
+* ``*_bf16``: fp32 against bf16 (``precision.py``: oneDNN's bfloat16 rewrite, float32
+  variables) in the same run: ``infer_speedup_bf16`` = fp32 time / bf16 time of the
+  inference at ``--size``, ``train_speedup_bf16`` the same for the training step, and
+  ``bf16_psnr_delta`` = the largest |PSNR(bf16 output) - PSNR(fp32 output)| (paper protocol,
+  ``metrics.evaluate``) over the demo pairs (``--bf16_data``; quick: the first one) derained
+  with ``--bf16_checkpoint``. Only on CPUs with bfloat16 instructions (``bf16_supported``);
+  elsewhere bfloat16 would only be emulated, so nothing is timed and the three are null.
 * ``peak_rss_mb_*``: peak resident memory (VmHWM) of the process that ran each phase. Every
   phase runs in its own subprocess, so the numbers do not mix; they include the TensorFlow
   runtime (``baseline_rss_mb``: the same process after building and restoring, before the
@@ -35,8 +42,9 @@ the cost of the forward pass); the table also shows the count of the real traini
 Timings on a shared machine are noisy, so each timed run is bracketed by measurements of the
 plain convolution in the same process (interleaved), and every ratio uses the convolution
 speed measured around its own runs; ``conv_gflops`` is the median over all of them. The
-first run of every session is a warm-up and is excluded. The last line printed is one JSON
-object with every number.
+first run of every session is a warm-up and is excluded. The reference convolution always
+runs in float32, whatever ``--precision`` says. The last line printed is one JSON object
+with every number.
 """
 import argparse
 import datetime
@@ -52,10 +60,14 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
+import precision  # noqa: E402
 from settings import add_session_flags, positive_int, str2bool  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'Rain100L-train')
+# The fp32-vs-bf16 quality check: the shipped light checkpoint on the demo pairs.
+BF16_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'ReMAEN_light')
+BF16_DATA = os.path.join(ROOT, 'data', 'test', 'Demo')
 CONV_SHAPE = (1, 321, 481, 32)
 FLOP_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul', 'Conv2DBackpropInput',
             'Conv2DBackpropFilter')
@@ -66,6 +78,8 @@ RESULT_FIELDS = (
     'infer_large_s', 'infer_large_gflops', 'infer_large_ratio', 'peak_rss_mb_infer_large',
     'train_step_s', 'train_gflops', 'train_ratio', 'feed_fraction', 'peak_rss_mb_train',
     'baseline_rss_mb')
+# The fp32-vs-bf16 fields: a bool and three numbers, null where bf16 is not supported.
+BF16_FIELDS = ('bf16_supported', 'infer_speedup_bf16', 'train_speedup_bf16', 'bf16_psnr_delta')
 
 
 def parse_size(text):
@@ -111,10 +125,18 @@ def build_parser():
                         help='optimised graph (default True); False = the reference '
                              'formulation, one slim.conv2d per convolution')
     add_session_flags(parser)
+    parser.add_argument('--bf16_checkpoint', type=str, default=BF16_CHECKPOINT,
+                        help='checkpoint of the fp32-vs-bf16 PSNR check (default the shipped '
+                             'checkpoints/ReMAEN_light)')
+    parser.add_argument('--bf16_data', type=str, default=BF16_DATA,
+                        help='image pairs of the fp32-vs-bf16 PSNR check (default '
+                             'data/test/Demo)')
+    parser.add_argument('--bf16_pairs', type=positive_int, default=None,
+                        help='how many of those pairs (default all; quick: 1)')
     parser.add_argument('--json_out', type=str, default=None,
                         help='also write the final JSON object to this file')
     # Internal: run one phase in this process and write its result to --phase_out.
-    parser.add_argument('--phase', choices=['infer', 'train'], default=None,
+    parser.add_argument('--phase', choices=['infer', 'train', 'quality'], default=None,
                         help=argparse.SUPPRESS)
     parser.add_argument('--warmup_size', type=parse_size, default=None, help=argparse.SUPPRESS)
     parser.add_argument('--phase_out', type=str, default=None, help=argparse.SUPPRESS)
@@ -127,7 +149,7 @@ def parse_args(argv=None):
     full = {'size': (321, 481), 'large_size': (1024, 1024), 'batch_size': 32,
             'patch_size': 64, 'repeats': 2}
     quick = {'size': (64, 64), 'large_size': (96, 96), 'batch_size': 2, 'patch_size': 32,
-             'repeats': 1}
+             'repeats': 1, 'bf16_pairs': 1}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -197,7 +219,7 @@ def forward_macs(config, shape, fused=True, inference=True):
     import model
     with tf.Graph().as_default() as graph:
         model.remaen(tf.placeholder(tf.float32, shape), config, fused=fused,
-                     inference=inference)
+                     direct_dilation=inference)
         return count_flops(graph)['macs']
 
 
@@ -273,15 +295,11 @@ class ConvProbe(object):
         self.session.close()
 
 
-def _session_config(args):
+def _session_config(args, compute=None):
+    """The session flags' ConfigProto, in ``compute`` precision (None = ``args.precision``)."""
     import utils
-    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla)
-
-
-def _mixed_precision(args):
-    """--mixed_precision only where a GPU is visible; a note otherwise."""
-    import utils
-    return utils.use_mixed_precision(args.mixed_precision)
+    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla,
+                                precision=compute or args.precision)
 
 
 def run_infer_phase(args):
@@ -295,13 +313,12 @@ def run_infer_phase(args):
     import model
     import utils
     config = model.ModelConfig()
-    mixed = _mixed_precision(args)
-    probe = ConvProbe(_session_config(args))
+    probe = ConvProbe(_session_config(args, 'fp32'))
     graph = tf.Graph()
     with graph.as_default():
         images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], 'rain')
-        output, _, _ = model.remaen(images, config, fused=args.fused, inference=True,
-                                    mixed_precision=mixed)
+        output = model.remaen(images, config, fused=args.fused, direct_dilation=True,
+                              precision=args.precision)[0]
         output = tf.clip_by_value(output, 0.0, 1.0)
         session = tf.Session(config=_session_config(args))
         utils.restore(session, args.checkpoint, model.model_variables())
@@ -357,8 +374,7 @@ def run_train_phase(args):
     import dataloader
     import model
     config = model.ModelConfig()
-    mixed = _mixed_precision(args)
-    probe = ConvProbe(_session_config(args))
+    probe = ConvProbe(_session_config(args, 'fp32'))
     shape = [args.batch_size, args.patch_size, args.patch_size, config.input_channels]
     graph = tf.Graph()
     with graph.as_default():
@@ -366,7 +382,7 @@ def run_train_phase(args):
         rain = tf.placeholder(tf.float32, shape, name='rain')
         clean = tf.placeholder(tf.float32, shape, name='clean')
         net = model.build_train_graph(rain, clean, config, fused=args.fused,
-                                      mixed_precision=mixed)
+                                      precision=args.precision)
         init = tf.global_variables_initializer()
         forward = count_flops(graph, scope='derainNet/')['macs']
         total = count_flops(graph)['macs']
@@ -399,16 +415,66 @@ def run_train_phase(args):
             'graph_macs': total, 'peak_rss_mb': peak, 'data': data}
 
 
+def _checkpoint_config(prefix):
+    """The ModelConfig stored next to a checkpoint (the paper's model when none is)."""
+    import model
+    import utils
+    stored = utils.load_settings(os.path.dirname(prefix)) or {}
+    return model.ModelConfig.from_dict(stored.get('model', {}))
+
+
+def run_quality_phase(args):
+    """PSNR of ``--bf16_checkpoint``'s outputs on the ``--bf16_data`` pairs (one phase).
+
+    Returns:
+      dict: names (list), psnr (list, paper protocol: ``metrics.evaluate`` on the float
+      output clipped to [0, 1]), checkpoint (the prefix), precision.
+    """
+    tf = _tf()
+    import dataloader
+    import metrics
+    import model
+    import utils
+    prefix = utils.find_checkpoint(args.bf16_checkpoint)
+    if prefix is None:
+        raise utils.CheckpointError('no checkpoint in --bf16_checkpoint %s'
+                                    % args.bf16_checkpoint)
+    config = _checkpoint_config(prefix)
+    pairs, _ = dataloader.find_pairs(args.bf16_data, limit=args.bf16_pairs, verbose=False)
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], 'rain')
+        output = model.remaen(images, config, fused=args.fused, direct_dilation=True,
+                              precision=args.precision)[0]
+        output = tf.clip_by_value(output, 0.0, 1.0)
+        session = tf.Session(config=_session_config(args))
+        utils.restore(session, prefix, model.model_variables())
+    names, psnr = [], []
+    for pair in pairs:
+        rain, clean = dataloader.load_pair(pair)
+        derained = session.run(output, {images: rain[np.newaxis]})[0]
+        names.append(pair.name)
+        psnr.append(metrics.evaluate(derained, clean)['psnr'])
+    session.close()
+    return {'names': names, 'psnr': psnr, 'checkpoint': prefix, 'precision': args.precision}
+
+
+PHASES = {'infer': run_infer_phase, 'train': run_train_phase, 'quality': run_quality_phase}
+
+
 # ----------------------------------------------------------------------------- driver
 def _forwarded(args):
     """Flags handed to the phase subprocesses."""
     flags = ['--quick', str(args.quick), '--fused', str(args.fused),
              '--intra_op_threads', str(args.intra_op_threads),
              '--inter_op_threads', str(args.inter_op_threads), '--xla', str(args.xla),
-             '--mixed_precision', str(args.mixed_precision),
+             '--precision', args.precision, '--mixed_precision', 'False',
              '--batch_size', str(args.batch_size), '--patch_size', str(args.patch_size),
              '--repeats', str(args.repeats), '--data_path', args.data_path,
-             '--checkpoint', args.checkpoint]
+             '--checkpoint', args.checkpoint, '--bf16_checkpoint', args.bf16_checkpoint,
+             '--bf16_data', args.bf16_data]
+    if args.bf16_pairs:
+        flags += ['--bf16_pairs', str(args.bf16_pairs)]
     return flags
 
 
@@ -443,6 +509,86 @@ def make_checkpoint(folder):
             prefix = os.path.join(folder, utils.CHECKPOINT_PREFIX)
             tf.train.Saver(variables).save(session, prefix, write_meta_graph=False)
     return prefix
+
+
+def bf16_unavailable(gpu=None):
+    """Why fp32 and bf16 are not compared on this machine, or None when they are.
+
+    Args:
+      gpu: whether a GPU is visible (None = ``utils.gpu_available()``).
+
+    Returns:
+      None or a reason (str, one line).
+    """
+    if not precision.bf16_supported():
+        return ('this CPU has neither avx512_bf16 nor amx_bf16, and timing emulated bf16 '
+                'would measure nothing useful')
+    if gpu is None:
+        import utils
+        gpu = utils.gpu_available()
+    if gpu:
+        return 'a GPU is visible (GPUs compute in fp16, not bf16)'
+    if not precision.onednn_enabled():
+        return "TensorFlow's oneDNN ops are off (TF_ENABLE_ONEDNN_OPTS=0)"
+    return None
+
+
+def run_bf16_phases(args, folder, infer, train):
+    """The extra phases of the fp32-vs-bf16 comparison.
+
+    The main phases ran in ``args.precision`` (fp32 or bf16); the other precision is timed
+    at ``--size`` and on the training step, and both derain the quality pairs.
+
+    Returns:
+      dict: ``infer`` and ``train`` ({precision: phase result}), ``quality`` (the same).
+    """
+    other = 'bf16' if args.precision == 'fp32' else 'fp32'
+    runs = {'infer': {args.precision: infer}, 'train': {args.precision: train},
+            'quality': {}}
+    runs['infer'][other] = run_phase(args, 'infer', folder,
+                                     ['--size', '%dx%d' % tuple(args.size),
+                                      '--precision', other])
+    runs['train'][other] = run_phase(args, 'train', folder, ['--precision', other])
+    for name in ('fp32', 'bf16'):
+        runs['quality'][name] = run_phase(args, 'quality', folder, ['--precision', name])
+    return runs
+
+
+def bf16_summary(runs):
+    """The BF16_FIELDS of the result from ``run_bf16_phases``'s dict (None = not run).
+
+    Returns:
+      dict: ``bf16_supported`` (this CPU's flags) and the speedups (fp32 median time / bf16
+      median time) and largest |PSNR difference| (dB), each None when ``runs`` is None.
+    """
+    summary = {'bf16_supported': precision.bf16_supported(), 'infer_speedup_bf16': None,
+               'train_speedup_bf16': None, 'bf16_psnr_delta': None}
+    if runs is None:
+        return summary
+    for phase in ('infer', 'train'):
+        times = {name: float(np.median(run['seconds'])) for name, run in runs[phase].items()}
+        summary['%s_speedup_bf16' % phase] = times['fp32'] / times['bf16']
+    fp32, bf16 = runs['quality']['fp32']['psnr'], runs['quality']['bf16']['psnr']
+    summary['bf16_psnr_delta'] = float(np.max(np.abs(np.subtract(bf16, fp32))))
+    return summary
+
+
+def print_bf16(summary, runs, reason, args):
+    """One line: the fp32-vs-bf16 numbers, or why there are none."""
+    if runs is None:
+        print('bf16: not measured: %s; infer_speedup_bf16, train_speedup_bf16 and '
+              'bf16_psnr_delta are null' % reason)
+        return
+    seconds = {phase: {name: float(np.median(run['seconds'])) for name, run in
+                       runs[phase].items()} for phase in ('infer', 'train')}
+    quality = runs['quality']['fp32']
+    print('bf16 vs fp32: inference %dx%d %.3f -> %.3f s (%.2fx), train step %.3f -> %.3f s '
+          '(%.2fx), largest |PSNR difference| %.4f dB over %d pairs (%s)'
+          % (tuple(args.size) + (seconds['infer']['fp32'], seconds['infer']['bf16'],
+                                 summary['infer_speedup_bf16'], seconds['train']['fp32'],
+                                 seconds['train']['bf16'], summary['train_speedup_bf16'],
+                                 summary['bf16_psnr_delta'], len(quality['psnr']),
+                                 quality['checkpoint'])))
 
 
 def machine_description():
@@ -538,20 +684,21 @@ def print_table(results, infer, large, train, args):
 def main(argv=None):
     """Run the benchmark (or one internal phase); returns the process exit code."""
     args = parse_args(argv)
+    args.precision = precision.from_args(args)
     if args.phase:
-        runner = run_infer_phase if args.phase == 'infer' else run_train_phase
-        result = runner(args)
+        result = PHASES[args.phase](args)
         with open(args.phase_out, 'w') as handle:
             json.dump(result, handle)
         return 0
     import tensorflow as tf2
     cpu, cores = machine_description()
     print('ReMAEN benchmark %s: %s, %d cores, TensorFlow %s, %s mode, fused=%s, threads '
-          'intra=%d inter=%d, xla=%s' % (datetime.date.today().isoformat(), cpu, cores,
-                                         tf2.__version__, 'quick' if args.quick else 'full',
-                                         args.fused, args.intra_op_threads,
-                                         args.inter_op_threads, args.xla))
+          'intra=%d inter=%d, xla=%s, precision=%s'
+          % (datetime.date.today().isoformat(), cpu, cores, tf2.__version__,
+             'quick' if args.quick else 'full', args.fused, args.intra_op_threads,
+             args.inter_op_threads, args.xla, args.precision))
     started = time.perf_counter()
+    reason = bf16_unavailable()
     with tempfile.TemporaryDirectory() as folder:
         if args.checkpoint is None:
             args.checkpoint = make_checkpoint(folder)
@@ -564,11 +711,14 @@ def main(argv=None):
                           ['--size', '%dx%d' % tuple(args.large_size), '--repeats', '1',
                            '--warmup_size', '%dx%d' % tuple(args.size)])
         train = run_phase(args, 'train', phases)
+        bf16_runs = None if reason else run_bf16_phases(args, phases, infer, train)
     results = summarize(infer, large, train, args)
+    results.update(bf16_summary(bf16_runs))
     print_table(results, infer, large, train, args)
+    print_bf16(results, bf16_runs, reason, args)
     results.update({'date': datetime.date.today().isoformat(), 'cpu': cpu, 'cores': cores,
                     'tensorflow': tf2.__version__, 'quick': args.quick, 'fused': args.fused,
-                    'size': '%dx%d' % tuple(args.size),
+                    'precision': args.precision, 'size': '%dx%d' % tuple(args.size),
                     'large_size': '%dx%d' % tuple(args.large_size),
                     'train_batch': '%dx%dx%d' % (args.batch_size, args.patch_size,
                                                   args.patch_size),
@@ -578,7 +728,6 @@ def main(argv=None):
             json.dump(results, handle, indent=2)
     print(json.dumps(results, sort_keys=True))
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -8,8 +8,6 @@ recurrent stages is obtained by the caller opening ``derainNet`` with ``tf.AUTO_
 
 All feature maps are NHWC float32 tensors; H and W may be unknown (any image size).
 """
-import contextlib
-
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
@@ -110,76 +108,58 @@ def _gate_convs(inputs, num_outputs, scopes, fused):
     return [conv(inputs, num_outputs, scope) for scope in scopes]
 
 
-class SqueezeOverride(object):
-    """What ``squeeze_override`` collects while a graph is built (one entry per SE call).
+def global_mean_squeeze(inputs):
+    """The paper's squeeze: [N, H, W, C] -> [N, C], the mean over H and W."""
+    return tf.reduce_mean(inputs, axis=[1, 2])
+
+
+class FedSqueeze(object):
+    """A ``squeeze_fn`` whose means are fed instead of computed (exact tiled inference).
+
+    Pass it as ``slim.arg_scope([maeb.se_block], squeeze_fn=FedSqueeze())`` while a graph
+    is built: every ``se_block`` call then takes its [N, C] squeeze from a new placeholder
+    (dtype of its input) instead of the global mean. No variable is created or renamed.
 
     Attributes:
-      inputs: the input feature maps of the ``se_block`` calls, in call order,
-        each [N, H, W, C] float32.
-      squeezes: the matching [N, C] float32 placeholders that replace their global means.
+      squeezes: the [None, C] placeholders, in call order.
     """
 
     def __init__(self):
-        self.inputs = []
         self.squeezes = []
 
-
-# Stack of active overrides; se_block consults the innermost one (graph building is serial).
-_SQUEEZE_OVERRIDES = []
-
-
-@contextlib.contextmanager
-def squeeze_override():
-    """Build SE blocks whose squeeze is fed instead of computed (for exact tiled inference).
-
-    Inside the ``with`` block every ``se_block`` call records its input feature map and takes
-    its squeeze vector from a new ``[None, C]`` placeholder (dtype of the input) instead of
-    ``reduce_mean`` over H, W. No variable is created or renamed. Outside the block (the
-    default) ``se_block`` is exactly the paper's. Used by ``tiling``: the global means are
-    accumulated over tiles and fed back, so the rest of the network is purely local.
-
-    Yields:
-      SqueezeOverride, filled as the graph is built.
-    """
-    override = SqueezeOverride()
-    _SQUEEZE_OVERRIDES.append(override)
-    try:
-        yield override
-    finally:
-        _SQUEEZE_OVERRIDES.remove(override)
+    def __call__(self, inputs):
+        squeeze = tf.placeholder(inputs.dtype.base_dtype,
+                                 [None, inputs.get_shape().as_list()[-1]],
+                                 name='squeeze_%d' % len(self.squeezes))
+        self.squeezes.append(squeeze)
+        return squeeze
 
 
-def _squeeze(inputs):
-    """[N, H, W, C] -> [N, C]: the global mean, or a placeholder under ``squeeze_override``."""
-    if not _SQUEEZE_OVERRIDES:
-        return tf.reduce_mean(inputs, axis=[1, 2])
-    override = _SQUEEZE_OVERRIDES[-1]
-    squeeze = tf.placeholder(inputs.dtype.base_dtype, [None, inputs.get_shape().as_list()[-1]],
-                             name='squeeze_%d' % len(override.squeezes))
-    override.inputs.append(inputs)
-    override.squeezes.append(squeeze)
-    return squeeze
-
-
-def se_block(inputs, reduction=4, scope='SEBlock'):
+@slim.add_arg_scope
+def se_block(inputs, reduction=4, scope='SEBlock', squeeze_fn=None, outputs_collections=None):
     """Squeeze-and-excitation channel attention.
 
     Global average pool -> fully connected to C/reduction (ReLU) -> fully connected to C
-    (sigmoid) -> channel-wise product with the input. Under ``squeeze_override`` the global
-    average is a fed placeholder instead (tiled inference). Variables:
+    (sigmoid) -> channel-wise product with the input. Variables:
     ``<scope>/fully_connected/{weights,biases}`` and ``<scope>/fully_connected_1/...``.
 
     Args:
       inputs: [N, H, W, C] float32 with C known statically.
       reduction: channel reduction factor of the bottleneck (4 in the paper: 32 -> 8).
       scope: variable scope; calling twice with the same scope under AUTO_REUSE shares it.
+      squeeze_fn: [N, H, W, C] -> [N, C]; None = ``global_mean_squeeze`` (the paper).
+        Tiled inference passes a ``FedSqueeze`` through ``slim.arg_scope``.
+      outputs_collections: a graph collection name to which ``inputs`` is added (the
+        network records its SE inputs this way, see ``model.remaen``'s end points).
 
     Returns:
       [N, H, W, C] float32, the input rescaled by per-channel weights in (0, 1).
     """
     channels = inputs.get_shape().as_list()[-1]
+    if outputs_collections:
+        tf.add_to_collection(outputs_collections, inputs)
     with tf.variable_scope(scope, values=[inputs]):
-        squeeze = _squeeze(inputs)                                              # [N, C]
+        squeeze = (squeeze_fn or global_mean_squeeze)(inputs)                  # [N, C]
         excite = slim.fully_connected(squeeze, channels // reduction, activation_fn=tf.nn.relu,
                                       scope='fully_connected')               # [N, C/r]
         excite = slim.fully_connected(excite, channels, activation_fn=tf.nn.sigmoid,

@@ -95,14 +95,14 @@ class ModelConfig:
         return ''.join('_' + t for t in tags)
 
 
-def remaen_stage(estimate, states, config, fused=True, inference=False):
+def remaen_stage(estimate, states, config, fused=True, direct_dilation=False):
     """One recurrent stage: predict the rain residual of the current estimate.
 
     Args:
       estimate: [N, H, W, input_channels] float32, current derained estimate.
       states: list of 7 GRU states ([N, H, W, channels]) from the previous stage, or Nones.
       config: ModelConfig.
-      fused, inference: execution options, see ``remaen``.
+      fused, direct_dilation: execution options, see ``remaen``.
 
     Returns:
       residual: [N, H, W, input_channels] float32 (the rain layer to subtract).
@@ -114,7 +114,7 @@ def remaen_stage(estimate, states, config, fused=True, inference=False):
         with tf.variable_scope('extracting_path'):
             net, maeb_outputs = estimate, []
             for k in range(4):
-                block = maeb(net, ch, config.dilations, 'MAEB%d' % (k + 1), inference)
+                block = maeb(net, ch, config.dilations, 'MAEB%d' % (k + 1), direct_dilation)
                 maeb_outputs.append(block)
                 # The GRUs of this path share one SEBlock (scope 'extracting_path/SEBlock').
                 net = attentive_gru(block, states[k], ch, 'convGRU%d' % (k + 1), shared, fused)
@@ -143,57 +143,130 @@ def _float32_variables(getter, name, *args, **kwargs):
     return tf.cast(getter(name, *args, **kwargs), tf.float16)
 
 
-def remaen(inputs, config=None, scope='derainNet', fused=True, inference=False,
-           mixed_precision=False):
-    """Build the full recurrent network.
+PRECISIONS = ('fp32', 'bf16', 'fp16')
 
-    All stages share every weight: the scope is opened with ``tf.AUTO_REUSE``, so calling
-    this function again (another tower, the test graph) reuses the same variables too.
 
-    The execution options change the ops, never the variables (always the manifest's names,
-    shapes and float32 dtype) nor, beyond float rounding, the numbers:
+def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
+           direct_dilation=False, precision='fp32'):
+    """Build the full recurrent network (the graph factory's one network builder).
+
+    All stages share every weight (the stage loop reuses the variables of stage 1).
+    ``reuse`` is the usual tf-slim argument: None creates the variables (an error if they
+    exist), True or ``tf.AUTO_REUSE`` shares those of an earlier call (another tower, the
+    sample or evaluation graph next to the training graph).
+
+    The execution options (keyword-only) change the ops, never the variables (always the
+    manifest's names, shapes and float32 dtype) nor, beyond float rounding, the numbers.
 
     Args:
       inputs: [N, H, W, input_channels] float32 rainy images, BGR in [0, 1]; H and W may be
         unknown.
       config: ModelConfig (None = the paper's model).
       scope: outer variable scope (``'derainNet'`` for checkpoint compatibility).
+      reuse: None, True or ``tf.AUTO_REUSE`` (see above).
       fused: GRU convs that read the same tensor run as one wider conv (``maeb.fused_conv``;
         default). False builds one ``slim.conv2d`` per variable, the reference graph.
-      inference: dilated convs as single ``Conv2D`` ops (faster forward, but no gradient on
-        CPU): for graphs that are never differentiated (testing, deraining).
-      mixed_precision: compute in float16 with float32 variables (GPU tensor cores); the
-        output is cast back to float32. Slow or unsupported on CPU: callers enable it only
-        when a GPU is visible.
+      direct_dilation: dilated convs as single ``Conv2D`` ops (faster forward, but no
+        gradient on CPU): for graphs that are never differentiated (testing, deraining).
+      precision: 'fp32' (default) or 'bf16' build the float32 graph (bf16 on CPUs is a
+        session rewrite, see ``precision.py``); 'fp16' computes in float16 with float32
+        variables (GPU tensor cores), the outputs cast back to float32.
 
     Returns:
       output: [N, H, W, C] float32, the final derained estimate (not clipped).
-      residual: [N, H, W, C] float32, the last stage's residual.
-      end_points: dict with ``'stage<s>/output'``, ``'stage<s>/residual'`` for s = 1..S and
-        ``'output'``, ``'residual'``. ``output == inputs - sum of the stage residuals``.
+      end_points: OrderedDict with ``'stage<s>/output'`` and ``'stage<s>/residual'`` for
+        s = 1..S, ``'output'``, ``'residual'`` (the last stage's), and the input feature map
+        of every SE block in call order as ``'se_input/<k>'`` (k = 0..12 S - 1; read them
+        with ``se_inputs``). ``output == inputs - sum of the stage residuals``.
     """
+    if precision not in PRECISIONS:
+        raise ValueError('precision must be one of %s, got %r' % (PRECISIONS, precision))
     config = config or ModelConfig()
+    half = precision == 'fp16'
     end_points = collections.OrderedDict()
     states = [None] * NUM_GRUS
-    estimate = tf.cast(inputs, tf.float16) if mixed_precision else inputs
-    getter = _float32_variables if mixed_precision else None
+    estimate = tf.cast(inputs, tf.float16) if half else inputs
+    getter = _float32_variables if half else None
+    _check_reuse(scope, reuse)
+    se_collection = tf.get_default_graph().unique_name('remaen_se_inputs', mark_as_used=True)
+    # Inside, variables are shared on purpose (AUTO_REUSE): all stages share every weight,
+    # the dilation branches of a MAEB share d1/d2, the GRUs of a path share one SE block.
     with tf.variable_scope(scope, values=[inputs], reuse=tf.AUTO_REUSE, custom_getter=getter), \
-            slim.arg_scope(remaen_arg_scope()):
+            slim.arg_scope(remaen_arg_scope()), \
+            slim.arg_scope([se_block], outputs_collections=se_collection):
         for stage in range(1, config.stages + 1):
             with tf.name_scope('stage%d' % stage):
-                residual, states = remaen_stage(estimate, states, config, fused, inference)
+                residual, states = remaen_stage(estimate, states, config, fused,
+                                                direct_dilation)
                 estimate = estimate - residual
-            if mixed_precision:
+            if half:
                 residual = tf.cast(residual, tf.float32)
                 output = tf.cast(estimate, tf.float32)
             else:
                 output = estimate
             end_points['stage%d/residual' % stage] = residual
             end_points['stage%d/output' % stage] = output
-    estimate = end_points['stage%d/output' % config.stages]
-    end_points['output'] = estimate
+    output = end_points['stage%d/output' % config.stages]
+    end_points['output'] = output
     end_points['residual'] = residual
-    return estimate, residual, end_points
+    for k, tensor in enumerate(tf.get_collection(se_collection)):
+        end_points['se_input/%d' % k] = tensor
+    return output, end_points
+
+
+def _check_reuse(scope, reuse):
+    """tf-slim's ``reuse`` contract for the network's outer scope.
+
+    None: the variables must not exist yet; True: they must exist; AUTO_REUSE: either.
+    """
+    prefix = '/'.join(p for p in (tf.get_variable_scope().name, scope) if p) + '/'
+    exists = bool(tf.get_collection(tf.GraphKeys.GLOBAL_VARIABLES, scope=prefix))
+    if reuse is None and exists:
+        raise ValueError('the variables of %s exist already in this graph; pass reuse=True '
+                         'or tf.AUTO_REUSE to share them' % prefix)
+    if reuse is True and not exists:
+        raise ValueError('reuse=True but %s has no variables in this graph yet' % prefix)
+
+
+def stage_outputs(end_points):
+    """The per-stage outputs of ``remaen``'s end points, stage 1 first."""
+    return [v for k, v in end_points.items() if k.startswith('stage') and k.endswith('/output')]
+
+
+def se_inputs(end_points):
+    """The input feature maps of the SE blocks, in call order (12 per stage)."""
+    return [v for k, v in end_points.items() if k.startswith('se_input/')]
+
+
+InferenceGraph = collections.namedtuple('InferenceGraph',
+                                        ['images', 'output', 'stage_outputs', 'end_points'])
+
+
+def build_inference_graph(config=None, *, reuse=tf.AUTO_REUSE, fused=True,
+                          direct_dilation=True, precision='fp32'):
+    """The graph that derains one image of any size (testing, deraining, samples, curves).
+
+    Builds, in the default graph, a [1, None, None, C] float32 placeholder and the network on
+    it. Restore the weights (``model_variables()``) before running it.
+
+    Args:
+      config: ModelConfig (None = the paper's model).
+      reuse: see ``remaen``; the default shares the variables of a training graph built in
+        the same tf.Graph (training samples and curves).
+      fused, direct_dilation, precision: see ``remaen`` (direct dilation on by default:
+        nothing here is differentiated).
+
+    Returns:
+      InferenceGraph: ``images`` the placeholder (BGR in [0, 1]), ``output`` [1, H, W, C]
+      clipped to [0, 1], ``stage_outputs`` one such clipped tensor per stage (stage 1
+      first; the last is ``output``), ``end_points`` the network's (unclipped).
+    """
+    config = config or ModelConfig()
+    images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], name='rain')
+    _, end_points = remaen(images, config, reuse=reuse, fused=fused,
+                           direct_dilation=direct_dilation, precision=precision)
+    stages = [tf.clip_by_value(t, 0.0, 1.0) for t in stage_outputs(end_points)]
+    return InferenceGraph(images, stages[-1], stages, end_points)
 
 
 def model_variables(scope='derainNet'):
@@ -276,7 +349,7 @@ def _average_gradients(tower_grads):
 
 def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
                       lr_decay_step=30000, lr_decay_rate=0.1, edge_loss_weight=0.1,
-                      devices=None, wrap_optimizer=None, fused=True, mixed_precision=False):
+                      devices=None, wrap_optimizer=None, fused=True, precision='fp32'):
     """Network, loss, Adam and the global step for training.
 
     Args:
@@ -293,8 +366,8 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
       wrap_optimizer: optional callable applied to the Adam optimizer (e.g. Horovod's
         ``hvd.DistributedOptimizer``).
       fused: see ``remaen``.
-      mixed_precision: float16 compute with float32 variables (see ``remaen``) and dynamic
-        loss scaling (``tf.train.experimental.MixedPrecisionLossScaleOptimizer``); for GPUs.
+      precision: see ``remaen``; 'fp16' also adds dynamic loss scaling
+        (``tf.train.experimental.MixedPrecisionLossScaleOptimizer``); for GPUs.
 
     Returns:
       TrainGraph. ``output``/``end_points`` are the whole batch's (towers concatenated);
@@ -303,13 +376,13 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
     global_step = tf.train.get_or_create_global_step()
     learning_rate = learning_rate_schedule(global_step, lr, lr_decay_step, lr_decay_rate)
     optimizer = tf.train.AdamOptimizer(learning_rate, beta1=beta1, beta2=beta2)
-    if mixed_precision:
+    if precision == 'fp16':
         optimizer = tf.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
-    options = dict(fused=fused, mixed_precision=mixed_precision)
+    options = dict(fused=fused, precision=precision)
     if not devices:
-        output, _, end_points = remaen(rain, config, **options)
+        output, end_points = remaen(rain, config, **options)
         loss, mse, edge = remaen_loss(output, clean, edge_loss_weight)
         variables = model_variables()
         train_op = optimizer.minimize(loss, global_step=global_step, var_list=variables)
@@ -324,7 +397,7 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
     outputs, losses, tower_grads, end_points = [], [], [], None
     for i, device in enumerate(devices):
         with tf.device(_variables_on('/cpu:0', device)), tf.name_scope('tower_%d' % i):
-            output, _, points = remaen(rains[i], config, **options)
+            output, points = remaen(rains[i], config, reuse=tf.AUTO_REUSE, **options)
             losses.append(remaen_loss(output, cleans[i], edge_loss_weight))
             variables = model_variables()
             tower_grads.append(optimizer.compute_gradients(losses[-1][0], var_list=variables))

@@ -6,19 +6,18 @@
     python reproduce.py --extra MyRain --rainy_half Rain800=right Rain1200=left
 
 For each dataset (Rain100L, Rain100H, Rain800, Rain1200, Rain1400 and any extra name) whose
-test folder and checkpoint exist, the test set is derained with main.py's own code
-(``main.build_derainer`` + ``main.derain_pairs``: whole images, output clipped to [0, 1],
-results.json/csv and the derained PNGs in ``<test_dir>/<dataset>``) and PSNR/SSIM are
+test folder and checkpoint exist, the test set is derained with main.py's own library
+(``inference.build_derainer`` + ``inference.derain_pairs``: whole images, output clipped
+to [0, 1], results.json/csv and the derained PNGs in ``<test_dir>/<dataset>``) and PSNR/SSIM are
 collected in both protocols. ``REPRODUCTION.md`` and ``REPRODUCTION.json`` (in ``--out_dir``)
 put them next to the paper's numbers (``paper.PAPER_TABLE``); datasets that could not be run
 are listed with the reason.
 
 With ``--train``, missing (or unfinished) checkpoints are trained first by calling
-``main.main`` with the paper's flags, after printing an estimate of the training time
+``training.train`` with the paper's flags, after printing an estimate of the training time
 (seconds per iteration measured on this machine with the same graph, times the iterations).
 """
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -27,7 +26,8 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import main as cli  # noqa: E402  (main.py; this module's own entry point is main())
+import errors  # noqa: E402
+import inference  # noqa: E402
 import paper  # noqa: E402
 import settings  # noqa: E402
 from dataloader import DataError  # noqa: E402
@@ -253,9 +253,9 @@ def _device_description():
 def measure_seconds_per_iteration(batch_size, patch_size, num_gpus=1, steps=5):
     """Time training steps of the paper's network on random data (one warm-up step first).
 
-    Builds the same training graph as ``main.train`` (``model.build_train_graph`` with the
+    Builds the same training graph as ``training.train`` (``model.build_train_graph`` with the
     paper's settings and ``num_gpus`` towers); data loading and checkpoint saving are not
-    included (main.train reports how long it waited for data).
+    included (training.train reports how long it waited for data).
 
     Args:
       batch_size, patch_size: training batch shape (paper: 32 of 64x64).
@@ -266,7 +266,8 @@ def measure_seconds_per_iteration(batch_size, patch_size, num_gpus=1, steps=5):
       Seconds per iteration (float).
     """
     import numpy as np
-    tf = cli._tf()
+    import quiet
+    tf = quiet.import_tf()
     import model
     import utils
     graph = tf.Graph()
@@ -331,31 +332,25 @@ def print_estimate(todo, args):
             'total_seconds': total if per_it is not None else None}
 
 
-class _Tee(object):
-    """A stream that copies writes to ``stream`` and remembers the last ``error:`` line."""
-
-    def __init__(self, stream):
-        self.stream, self.last_error = stream, None
-
-    def write(self, text):
-        for line in text.splitlines():
-            if line.startswith('error:'):
-                self.last_error = line[len('error:'):].strip()
-        return self.stream.write(text)
-
-    def flush(self):
-        self.stream.flush()
+def _main_args(args, dataset, mode):
+    """Parsed main.py flags of ``dataset`` (``mode``: '--is_training' or '--is_testing'),
+    with the precision resolved as main.py does."""
+    import precision
+    main_args = settings.parse_args([mode, 'True'] + main_flags(args, dataset))
+    main_args.precision = precision.from_args(main_args)
+    return main_args
 
 
 def train_dataset(args, info):
-    """Train ``info['dataset']`` with main.main and the paper flags; None or a failure reason."""
+    """Train ``info['dataset']`` with the paper flags; None or the failure reason."""
+    import training
     argv = ['--is_training', 'True'] + main_flags(args, info['dataset'])
     print('\n== training %s: python main.py %s' % (info['dataset'], ' '.join(argv)))
-    tee = _Tee(sys.stderr)
-    with contextlib.redirect_stderr(tee):
-        code = cli.main(argv)
-    if code:
-        return 'training failed (exit code %d: %s)' % (code, tee.last_error or 'see the log')
+    try:
+        training.train(_main_args(args, info['dataset'], '--is_training'))
+    except errors.user_errors() as exc:
+        print('error: %s' % exc, file=sys.stderr)
+        return 'training failed: %s' % exc
     return None
 
 
@@ -395,18 +390,19 @@ def test_dataset(args, info, derainers=None):
         row['reason'] = 'no ground truth for %d test image(s) in %s' % (
             len(missing_gt), info['test_folder'])
         return row
-    main_args = settings.parse_args(['--is_testing', 'True'] + main_flags(args, dataset))
+    main_args = _main_args(args, dataset, '--is_testing')
     print('\n== testing %s with %s' % (dataset, info['prefix']))
     derainers = {} if derainers is None else derainers
     try:
         derainer = derainers.get(info['prefix'])
         if derainer is None:
-            derainer = derainers[info['prefix']] = cli.build_derainer(main_args)
+            derainer = derainers[info['prefix']] = inference.build_derainer(main_args)
         else:
-            cli.check_settings(os.path.dirname(info['prefix']), main_args)
+            inference.check_settings(os.path.dirname(info['prefix']),
+                                     settings.model_config(main_args))
         out_dir = os.path.join(args.test_dir, dataset)
-        results = cli.derain_pairs(derainer, info['pairs'], out_dir, dataset)
-    except (DataError, utils.CheckpointError, cli.UsageError) as exc:
+        results = inference.derain_pairs(derainer, info['pairs'], out_dir, dataset)
+    except errors.user_errors() as exc:
         row['reason'] = 'error: %s' % exc
         return row
     row['checkpoint'] = _relative(results['checkpoint'])
@@ -414,8 +410,8 @@ def test_dataset(args, info, derainers=None):
     row.update(status='ok', test_pairs=results['count'],
                date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d'),
                results=_relative(os.path.join(out_dir, 'results.json')),
-               ours={k: mean[k] for k in cli.METRIC_KEYS},
-               input={k: mean['input'][k] for k in cli.METRIC_KEYS},
+               ours={k: mean[k] for k in inference.METRIC_KEYS},
+               input={k: mean['input'][k] for k in inference.METRIC_KEYS},
                seconds_per_image=mean['seconds'])
     if row['paper']:
         row['difference'] = {k: row['ours'][k] - row['paper'][k] for k in ('psnr', 'ssim')}
@@ -477,8 +473,8 @@ def render_markdown(report):
     names = [r['dataset'] for r in rows]
     lines = ['# ReMAEN: reproduction of the paper\'s table', '',
              'Generated %s by `%s`.' % (report['generated'], report['command']), '',
-             'Our numbers come from `main.py`\'s test code (`main.derain_pairs`): whole test '
-             'images in one pass, output clipped to [0, 1] and saved as 8-bit PNG (rounded), '
+             'Our numbers come from `main.py`\'s test code (`inference.derain_pairs`): whole '
+             'test images in one pass, output clipped to [0, 1] and saved as 8-bit PNG (rounded), '
              'paper-protocol metrics on the float output, Y-protocol metrics on the saved uint8 '
              'images. Paper values: `paper.PAPER_TABLE` (SPEC.md).', '',
              '## Paper table with this reproduction (PSNR/SSIM, paper protocol)', '',

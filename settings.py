@@ -3,6 +3,7 @@
 Nothing is parsed at import: call ``build_parser()`` or ``parse_args(argv)``.
 """
 import argparse
+import os
 
 DEFAULT_DILATIONS = (1, 2, 3)
 
@@ -23,37 +24,33 @@ def str2bool(value):
                                      % value)
 
 
-def nonnegative_int(value):
-    """argparse type: an integer >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError('expected an integer >= 0, got %r' % value)
-    return number
+def _bounded(cast, minimum, expected, invalid=None):
+    """An argparse type: ``cast(value)`` that must be >= ``minimum``.
+
+    Args:
+      cast: int or float.
+      minimum: smallest accepted value.
+      expected: message text for out-of-range values ('expected <expected>, got ...').
+      invalid: message text for values ``cast`` rejects (default: ``expected``).
+    """
+    def check(value):
+        try:
+            number = cast(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError('expected %s, got %r' % (invalid or expected,
+                                                                     value))
+        if number < minimum:
+            raise argparse.ArgumentTypeError('expected %s, got %r' % (expected, value))
+        return number
+    return check
 
 
-def positive_int(value):
-    """argparse type: an integer >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % value)
-    if number < 1:
-        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % value)
-    return number
-
-
-def non_negative_float(value):
-    """argparse type: a float >= 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected a number, got %r' % value)
-    if number < 0:
-        raise argparse.ArgumentTypeError('expected a number >= 0, got %r' % value)
-    return number
+nonnegative_int = _bounded(int, 0, 'an integer >= 0')
+nonnegative_int.__doc__ = 'argparse type: an integer >= 0.'
+positive_int = _bounded(int, 1, 'a positive integer')
+positive_int.__doc__ = 'argparse type: an integer >= 1.'
+non_negative_float = _bounded(float, 0, 'a number >= 0', invalid='a number')
+non_negative_float.__doc__ = 'argparse type: a float >= 0.'
 
 
 def build_parser():
@@ -70,8 +67,8 @@ def build_parser():
                '  python main.py --is_training True --train_dataset Rain100L --batch_size 32\n'
                '  python main.py --is_testing True --train_dataset Rain100L '
                '--test_dataset Rain100L --batch_size 32\n'
-               '  python main.py --input my_photos/ --checkpoint '
-               'checkpoints/ReMAEN_Demo_4\n',
+               '  python main.py --input my_photos/               # shipped light model\n'
+               '  python main.py --input my_photos/ --model heavy # shipped heavy model\n',
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
     opt = parser.add_argument_group('optimisation (paper defaults)')
@@ -116,6 +113,9 @@ def build_parser():
     mode.add_argument('--phase', type=str, default='train', choices=['train', 'test'],
                       help="kept from the original release; 'test' is the same as "
                            "--is_testing True when neither flag is given")
+    mode.add_argument('--verbose', type=str2bool, nargs='?', const=True, default=False,
+                      help="show TensorFlow's own log lines and warnings (default False; "
+                           'REMAEN_VERBOSE=1 does the same)')
     mode.add_argument('--input', type=str, default=None,
                       help='derain your own photos: an image file or a folder (no ground '
                            'truth needed); results go to --test_dir')
@@ -129,8 +129,10 @@ def build_parser():
                             "(default data/test/{})")
     paths.add_argument('--train_dataset', type=str, default='Rain100L',
                        help='training set name; names the checkpoint folder (default Rain100L)')
-    paths.add_argument('--test_dataset', type=str, default='Rain100L',
-                       help='test set name (default Rain100L)')
+    paths.add_argument('--test_dataset', type=str, default=None,
+                       help='test set name; labels the results folder <test_dir>/<name> '
+                            "(default Rain100L, or the folder's name when --test_path is a "
+                            'folder without {})')
     paths.add_argument('--trainset_size', type=positive_int, default=None,
                        help='use at most this many training pairs (default: all found)')
     paths.add_argument('--testset_size', type=positive_int, default=None,
@@ -140,6 +142,9 @@ def build_parser():
                             'the rainy one')
     paths.add_argument('--checkpoint_dir', type=str, default='checkpoints',
                        help='root of the checkpoint folders (default checkpoints)')
+    paths.add_argument('--model', choices=['light', 'heavy'], default=None,
+                       help='use a shipped model: light (trained on Rain100L) or heavy '
+                            '(Rain100H); --input without checkpoint flags uses light')
     paths.add_argument('--checkpoint', type=str, default=None,
                        help='explicit checkpoint prefix or folder to test with (e.g. the '
                             "authors' checkpoint/ReMAEN_Rain100L_32/)")
@@ -161,6 +166,12 @@ def build_parser():
     run.add_argument('--sample_every', type=positive_int, default=1000,
                      help='write rain|derained|clean|residual samples of test images every '
                           'N iterations (default 1000)')
+    run.add_argument('--eval_every', type=nonnegative_int, default=0,
+                     help='every N iterations derain the test set (--test_dataset) and append '
+                          'every stage\'s PSNR/SSIM to <logs_dir>/<run>/curve.csv and '
+                          'TensorBoard (default 0 = off)')
+    run.add_argument('--eval_images', type=positive_int, default=None,
+                     help='evaluate on the first K test images only (default: all)')
     run.add_argument('--memory_budget_mb', type=int, default=2048,
                      help='keep the decoded training set in memory up to this size, else read '
                           'lazily (default 2048)')
@@ -177,6 +188,10 @@ def build_parser():
     perf.add_argument('--tile', type=nonnegative_int, default=0,
                       help='derain large images in tiles of this side (pixels), exact up to '
                            'float rounding; 0 = whole image in one pass (default 0)')
+    perf.add_argument('--tile_mode', choices=['exact', 'fast'], default='exact',
+                      help='tiled inference: exact (equal to a whole-image pass, ~19 passes) '
+                           'or fast (~2 passes, approximate SE statistics; for large photos; '
+                           'see docs/tiling.md) (default exact)')
     perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,
                       help='halo around each tile in pixels (default: the network\'s '
                            'receptive field radius, which makes tiling exact)')
@@ -185,21 +200,98 @@ def build_parser():
 
 
 def add_session_flags(group):
-    """The TensorFlow session flags, shared by main.py and bench.py (``utils.session_config``
-    and ``utils.use_mixed_precision`` read them)."""
+    """The TensorFlow session flags, shared by main.py and bench.py.
+
+    ``utils.session_config`` reads the thread and XLA flags; ``precision.from_args``
+    combines ``--precision`` and the older ``--mixed_precision`` into one precision.
+
+    Args:
+      group: argparse parser or argument group, extended in place.
+    """
     group.add_argument('--intra_op_threads', type=int, default=0,
                        help='TensorFlow intra-op threads (default 0 = one per core)')
     group.add_argument('--inter_op_threads', type=int, default=0,
                        help='TensorFlow inter-op threads (default 0 = automatic)')
     group.add_argument('--xla', type=str2bool, default=False,
                        help='compile the graph with XLA (default False)')
+    group.add_argument('--precision', choices=['fp32', 'bf16', 'fp16', 'auto'], default=None,
+                       help='compute precision; variables and checkpoints stay float32 in '
+                            'all: fp32 (the paper\'s numbers), bf16 (CPUs with avx512_bf16 '
+                            'or amx_bf16: oneDNN runs the convolutions in bfloat16), fp16 '
+                            '(GPUs), auto (fp16 on a GPU, bf16 on such a CPU, else fp32). '
+                            'What the machine lacks falls back with a note. Default fp32 '
+                            '(testing reports the paper\'s fp32 numbers), or fp16 with '
+                            '--mixed_precision True')
     group.add_argument('--mixed_precision', type=str2bool, default=False,
-                       help='float16 compute on GPUs (ignored with a note on CPU; default False)')
+                       help='old name of --precision fp16: float16 compute on GPUs (fp32 '
+                            'with a note on a CPU; default False)')
+
+
+def given_flags(argv=None):
+    """The destinations of the flags present in ``argv`` (abbreviations included)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 
 def parse_args(argv=None):
-    """Parse ``argv`` (None = sys.argv[1:]) and apply the ``--phase`` compatibility rule."""
+    """Parse ``argv`` (None = sys.argv[1:]) and resolve the defaults that depend on others.
+
+    * ``--phase test`` alone means ``--is_testing True`` (the original release's flag).
+    * ``--test_dataset`` defaults to ``Rain100L``, or to the folder's name when
+      ``--test_path`` is given as a folder (no ``{}``), so results are labelled by it.
+    * ``args.given``: the set of flags present on the command line.
+    """
     args = build_parser().parse_args(argv)
+    args.given = given_flags(argv)
     if args.phase == 'test' and not args.is_training and not args.is_testing:
         args.is_testing = True
+    if args.test_dataset is None:
+        if '{}' in args.test_path:
+            args.test_dataset = 'Rain100L'
+        else:
+            args.test_dataset = os.path.basename(os.path.normpath(args.test_path)) or 'test'
     return args
+
+
+# ----------------------------------------------------------------------------- what flags mean
+PAPER_EDGE_LOSS_WEIGHT = 0.1
+
+
+def model_config(args):
+    """The model.ModelConfig described by the network flags."""
+    from model import ModelConfig
+    return ModelConfig(stages=args.stages, channels=args.channel_dim,
+                       input_channels=args.input_channels, dilations=tuple(args.dilations),
+                       shared_attention=args.shared_attention,
+                       skip_connections=args.skip_connections)
+
+
+def run_suffix(args):
+    """Checkpoint-folder suffix: '' for the paper's model and loss, else one tag per change."""
+    suffix = model_config(args).suffix()
+    if args.edge_loss_weight != PAPER_EDGE_LOSS_WEIGHT:
+        suffix += '_edge%g' % args.edge_loss_weight
+    return suffix
+
+
+def run_settings(args):
+    """What is stored next to a checkpoint (remaen_settings.json)."""
+    return {'model': model_config(args).to_dict(), 'edge_loss_weight': args.edge_loss_weight,
+            'train_dataset': args.train_dataset, 'batch_size': args.batch_size,
+            'patch_size': args.patch_size, 'lr': args.lr, 'lr_decay_step': args.lr_decay_step}
+
+
+def default_checkpoint_folder(args):
+    """``<checkpoint_dir>/ReMAEN_<train_dataset>_<batch_size><suffix>`` (paper naming)."""
+    import os
+    return os.path.join(args.checkpoint_dir, 'ReMAEN_%s_%d%s' % (
+        args.train_dataset, args.batch_size, run_suffix(args)))
+
+
+def print_configuration(args, title):
+    """The flags of a run, one per line (the first lines of every training log)."""
+    print('== ReMAEN %s ==' % title)
+    for key in sorted(vars(args)):
+        print('  %-18s %s' % (key, getattr(args, key)))

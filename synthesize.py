@@ -52,12 +52,14 @@ a pair depends only on the seed, the preset, the angle and its clean image.
 
 import argparse
 import os
-import re
 import sys
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from progress import Progress
+
+from discovery import IMAGE_EXTENSIONS, image_names
+from settings import nonnegative_int, positive_int
 
 PRESETS = {
     # Rain100L-like: two layers of thin, sparse, semi-transparent streaks.
@@ -85,9 +87,6 @@ PRESETS = {
         'veil_light': (0.8, 0.9),
     },
 }
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-
 
 class SynthesisError(ValueError):
     """Bad input for ``synthesize_folder``; the message names the offending path."""
@@ -287,16 +286,15 @@ def dominant_orientation(img):
     return _wrap_angle(float(phi))
 
 
-def _natural_key(name):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', name)]
-
-
 def list_images(clean_dir):
-    """Image files directly in ``clean_dir`` in natural sorted order (2 before 10)."""
-    names = [n for n in os.listdir(clean_dir)
-             if n.lower().endswith(IMAGE_EXTENSIONS)
-             and os.path.isfile(os.path.join(clean_dir, n))]
-    return [os.path.join(clean_dir, n) for n in sorted(names, key=_natural_key)]
+    """Image files directly in ``clean_dir`` in natural sorted order (2 before 10).
+
+    Args:
+        clean_dir: folder of clean photos.
+    Returns:
+        Paths of the files with an extension of ``discovery.IMAGE_EXTENSIONS``.
+    """
+    return [os.path.join(clean_dir, n) for n in image_names(clean_dir)]
 
 
 def synthesize_folder(clean_dir, out_dir, preset, copies, seed, angle=None, limit=None,
@@ -316,7 +314,7 @@ def synthesize_folder(clean_dir, out_dir, preset, copies, seed, angle=None, limi
         seed: non-negative integer.
         angle: fixed base angle in degrees, or None to draw one per copy.
         limit: use only the first ``limit`` images, or None for all.
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, plain lines in a log).
     Returns:
         Number of pairs written.
     Raises:
@@ -350,7 +348,7 @@ def synthesize_folder(clean_dir, out_dir, preset, copies, seed, angle=None, limi
 
     copies = int(copies)
     written = 0
-    bar = tqdm(total=len(paths) * copies, desc='synthesize', unit='pair', disable=not progress)
+    bar = Progress(len(paths) * copies, 'synthesize', unit='pair', enabled=progress)
     try:
         for i, path in enumerate(paths):
             clean = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -367,9 +365,6 @@ def synthesize_folder(clean_dir, out_dir, preset, copies, seed, angle=None, limi
                         raise SynthesisError(f'cannot write image: {target}')
                 written += 1
                 bar.update(1)
-    except BaseException:
-        bar.leave = False  # erase the partial bar so the error stays on one line
-        raise
     finally:
         bar.close()
     return written
@@ -391,38 +386,18 @@ def build_parser():
     parser.add_argument('--preset', choices=sorted(PRESETS), default='light',
                         help='light = Rain100L-like thin sparse streaks; '
                              'heavy = Rain100H-like dense streaks plus a veil (default: light)')
-    parser.add_argument('--copies', type=_positive_int, default=1,
+    parser.add_argument('--copies', type=positive_int, default=1,
                         help='rainy versions per clean image (default: 1)')
-    parser.add_argument('--seed', type=_non_negative_int, default=0,
+    parser.add_argument('--seed', type=nonnegative_int, default=0,
                         help='random seed >= 0; the same seed gives identical output '
                              '(default: 0)')
     parser.add_argument('--angle', type=float, default=None,
                         help='fixed base streak angle in degrees (default: random per copy '
                              'within the preset range; layers still jitter a few degrees)')
-    parser.add_argument('--limit', type=_positive_int, default=None,
+    parser.add_argument('--limit', type=positive_int, default=None,
                         help='use only the first N images in natural sorted order '
                              '(default: all)')
     return parser
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {text}')
-    return value
 
 
 def main(argv=None):

@@ -1,16 +1,18 @@
-"""Exact tiled inference (``--tile``): derain images too large for one pass, bounded memory.
+"""Tiled inference (``--tile``): derain images too large for one pass, in bounded memory.
 
 Why plain tiling is not enough: every layer of ReMAEN is local (3x3 convs, dilations up to
 ``max(dilations)``, pointwise gates) EXCEPT the squeeze of each SE block, a mean over the
-WHOLE image. Tiles with their own means give a visibly different result. The scheme here is
-exact (equal to one whole-image pass up to float rounding, < 1e-4):
+WHOLE image. Tiles with their own means give a visibly different result. Two modes:
 
-1. One graph is built for a "tile with halo" of any size, with ``maeb.squeeze_override``:
-   every SE block takes its squeeze [1, C] from a placeholder and its input feature map is
-   recorded. There are K such SE points in call order (12 per stage with the paper's model:
-   MAEB1-4, the 7 GRU outputs through the path-shared SE blocks and the RMG; K is read from
-   the graph, never hard-coded). Per point k the graph also gives the SUM of its input over
-   the tile's interior (the tile without its halo).
+``exact`` (equal to one whole-image pass up to float rounding, < 1e-4):
+
+1. One graph is built for a "tile with halo" of any size, with a ``maeb.FedSqueeze`` as
+   the SE blocks' ``squeeze_fn`` (through ``slim.arg_scope``): every SE block takes its
+   squeeze [1, C] from a placeholder; its input feature map is one of the network's end
+   points (``model.se_inputs``). There are K such SE points in call order (12 per stage
+   with the paper's model: MAEB1-4, the 7 GRU outputs through the path-shared SE blocks and
+   the RMG; K is read from the graph, never hard-coded). Per point k the graph also gives
+   the SUM of its input over the tile's interior (the tile without its halo).
 2. Multi-pass: for k = 1..K every tile is run up to point k only (TensorFlow prunes the rest
    of the graph), with the squeezes of points < k fed from the earlier passes; summing the
    interior sums of all tiles and dividing by H * W gives the exact global mean of point k.
@@ -23,15 +25,30 @@ exact (equal to one whole-image pass up to float rounding, < 1e-4):
    whole image. Pass k only needs the radius of point k (``se_point_radii``), which is used
    as its halo (cheaper early passes).
 
-Cost: memory is bounded by one (tile + 2 * overlap)^2 crop; compute is roughly K/2 + 1 whole
-passes (K = 36 for the paper's 3 stages: ~19 passes) times the halo overhead
-((tile + 2 R) / tile)^2 (less at the borders). Use it only for images that do not fit.
-A ``--tile_overlap`` smaller than R is allowed but approximate (the halo is then too small).
+   Cost: roughly K/2 + 1 whole passes (K = 36 for the paper's 3 stages: ~19 passes) times
+   the halo overhead ((tile + 2 R) / tile)^2 (less at the borders).
+
+``fast`` (``derain_fast``; two runs per tile, close to but not equal to the whole pass):
+
+1. Statistics pass: the plain network (every SE block squeezing its own crop) runs once on
+   each tile with a small halo (``FAST_STATS_HALO``); the interior sums of all K SE inputs,
+   added over the tiles, give approximate global means of all K points at once.
+2. Optional refinement passes (``refine_passes``): every tile again with those means fed,
+   whose interior sums give better means.
+3. The exact mode's last pass with those K means fed and a halo ``FAST_OVERLAP`` (the
+   measured effective reach: far below R, the gradient support, see docs/tiling.md).
+
+   Cost: 2.1-2.3 whole passes of pixels for tiles of 512 or more (``relative_cost``),
+   measured 1.3-2.2x the wall time of a whole-image pass.
+
+Memory is bounded by one (tile + 2 * halo)^2 crop in both modes. A ``--tile_overlap``
+smaller than R makes the exact mode approximate (the halo is then too small).
 """
 import collections
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+import tf_slim as slim
 
 import maeb
 import model
@@ -40,10 +57,12 @@ import model
 #   images: [1, None, None, C_in] float32 placeholder, the tile with its halo.
 #   interior: [4] int32 placeholder (top, left, height, width) of the interior in the crop.
 #   squeezes: K placeholders [1, channels] float32, the SE means in call order.
-#   sums: K tensors [1, channels] float32, interior sum of each SE point's input.
+#   sums: K tensors [1, channels] float32, interior sum of each SE point's input (squeezes fed).
 #   output: [1, height, width, C_in] float32, the network output on the interior (unclipped).
-TiledGraph = collections.namedtuple('TiledGraph',
-                                    ['images', 'interior', 'squeezes', 'sums', 'output'])
+#   local_sums: K tensors [1, channels] float32, the same interior sums from the plain network
+#     run on the crop alone (each SE block squeezes with the crop's own mean; nothing fed).
+TiledGraph = collections.namedtuple('TiledGraph', ['images', 'interior', 'squeezes', 'sums',
+                                                   'output', 'local_sums'])
 
 
 # ----------------------------------------------------------------------------- receptive field
@@ -132,7 +151,12 @@ def _interior(tensor, interior):
 
 
 def build_tiled_graph(config=None, scope='derainNet'):
-    """Build the tile graph in the default graph (reusing ``scope``'s variables if present).
+    """Build the tile graphs in the default graph (reusing ``scope``'s variables if present).
+
+    Two networks share the ``images`` and ``interior`` placeholders and the variables: one
+    with every SE squeeze fed (``squeezes``; ``sums`` and ``output``), and the plain network
+    whose SE blocks squeeze the crop itself (``local_sums``, for the fast mode's first pass).
+    TensorFlow only runs the one that a fetch needs.
 
     Args:
       config: ModelConfig (None = the paper's model).
@@ -145,12 +169,23 @@ def build_tiled_graph(config=None, scope='derainNet'):
     with tf.name_scope('tiled'):
         images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], name='tile')
         interior = tf.placeholder(tf.int32, [4], name='interior')
-    with maeb.squeeze_override() as hooks:
-        output, _, _ = model.remaen(images, config, scope=scope, inference=True)
+    fed = maeb.FedSqueeze()
+    with slim.arg_scope([maeb.se_block], squeeze_fn=fed):
+        output, end_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
+                                          direct_dilation=True)
+    _, local_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
+                                   direct_dilation=True)
     with tf.name_scope('tiled'):
-        sums = [tf.reduce_sum(_interior(x, interior), axis=[1, 2]) for x in hooks.inputs]
+        sums = _interior_sums(end_points, interior)
+        local_sums = _interior_sums(local_points, interior)
         output = _interior(output, interior)
-    return TiledGraph(images, interior, hooks.squeezes, sums, output)
+    return TiledGraph(images, interior, fed.squeezes, sums, output, local_sums)
+
+
+def _interior_sums(end_points, interior):
+    """The K [1, C] sums of the SE inputs of ``remaen``'s end points over the interior."""
+    return [tf.reduce_sum(_interior(x, interior), axis=[1, 2])
+            for x in model.se_inputs(end_points)]
 
 
 # ----------------------------------------------------------------------------- tiles
@@ -197,8 +232,96 @@ def _feed(graph, image, box, halo, squeezes):
     return feed
 
 
-def derain_tiled(session, graph, image, tile, overlap, point_radii=None):
-    """Derain one image tile by tile; equal to one whole-image pass when ``overlap >= R``.
+TILE_MODES = ('exact', 'fast')
+# Fast mode halos, measured (docs/tiling.md): the last pass with the exact global means and a
+# halo of 32 differs from the whole image by <= 5e-5 (16: up to 6e-3); a statistics halo of 16
+# instead of 0 (zero padding at every tile edge) brings the output 4-25 dB closer.
+FAST_OVERLAP = 32
+FAST_STATS_HALO = 16
+
+
+def default_overlap(config=None, mode='exact'):
+    """The halo ``--tile_overlap`` defaults to: R for 'exact', min(R, FAST_OVERLAP) for 'fast'.
+
+    Args:
+      config: ModelConfig (None = the paper's model).
+      mode: 'exact' or 'fast'.
+
+    Returns:
+      int, pixels.
+    """
+    radius = receptive_field_radius(config)
+    return radius if mode == 'exact' else min(radius, FAST_OVERLAP)
+
+
+def pass_halos(mode, overlap, point_radii=None, stats_halo=None, config=None,
+               refine_passes=0):
+    """The halo of each pass over the tiles, as ``derain_tiled`` uses them.
+
+    Args:
+      mode: 'exact' (K + 1 passes) or 'fast' (2 + refine_passes passes).
+      overlap, point_radii: see ``derain_tiled``; stats_halo, refine_passes: see
+        ``derain_fast``.
+      config: ModelConfig giving K when ``point_radii`` is None (None = the paper's model).
+
+    Returns:
+      list of ints, one halo per pass.
+    """
+    if mode == 'fast':
+        stats_halo = min(overlap, FAST_STATS_HALO) if stats_halo is None else stats_halo
+        return [stats_halo] * (1 + refine_passes) + [overlap]
+    if point_radii is None:
+        point_radii = [overlap] * len(se_point_radii(config))
+    return [min(overlap, radius) for radius in point_radii] + [overlap]
+
+
+def relative_cost(height, width, tile, halos):
+    """Pixels the network evaluates, in whole-image passes (deterministic cost measure).
+
+    Every pass counts as the full network on each crop pixel: exact for the fast mode (its
+    statistics pass runs up to the last SE block, nearly all of the network), an upper bound
+    for the exact mode, whose pass k stops at SE point k.
+
+    Args:
+      height, width: image size.
+      tile: interior side.
+      halos: the halo of each pass (``pass_halos``).
+
+    Returns:
+      float: sum over passes and tiles of the crop areas, divided by height * width.
+    """
+    total = 0
+    for halo in halos:
+        for box in tile_interiors(height, width, tile):
+            (cy0, cy1, cx0, cx1), _ = halo_crop(box, halo, height, width)
+            total += (cy1 - cy0) * (cx1 - cx0)
+    return total / float(height * width)
+
+
+def _tile_runs(session, graph, fetch, image, boxes, halo, squeezes, tick):
+    """Run ``fetch`` on every tile; yields (box, value) after each run and calls ``tick()``."""
+    for box in boxes:
+        value = session.run(fetch, _feed(graph, image, box, halo, squeezes))
+        tick()
+        yield box, value
+
+
+def _mean_of_sums(parts, height, width):
+    """Global [1, C] float32 means from per-tile interior sums (accumulated in float64)."""
+    total = None
+    for part in parts:
+        part = np.asarray(part, np.float64)
+        total = part if total is None else total + part
+    return (total / (height * width)).astype(np.float32)
+
+
+def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='exact',
+                 progress=None, refine_passes=0):
+    """Derain one image tile by tile, in memory bounded by one (tile + 2 overlap)^2 crop.
+
+    ``mode='exact'``: equal to one whole-image pass (< 1e-4) when ``overlap >= R``, at a cost
+    of about K/2 + 1 whole passes (see the module docstring). ``mode='fast'``: two runs per
+    tile (``derain_fast``), close to the whole-image pass but not equal (docs/tiling.md).
 
     Args:
       session: tf.Session of ``graph``'s tf.Graph with the weights restored.
@@ -206,30 +329,101 @@ def derain_tiled(session, graph, image, tile, overlap, point_radii=None):
       image: [H, W, C_in] float32 BGR in [0, 1].
       tile: interior side in pixels (>= 1).
       overlap: halo in pixels around each interior (R = ``receptive_field_radius`` is exact).
-      point_radii: optional ``se_point_radii(config)``: pass k then uses the smaller halo
+      point_radii: optional ``se_point_radii(config)``: exact pass k then uses the smaller halo
         min(overlap, radius of point k) (same result, less work). None = ``overlap`` always.
+        The fast mode ignores it.
+      mode: 'exact' or 'fast'.
+      progress: optional callable ``progress(done, total)``, called after each tile run
+        (``total`` = (K + 1) * tiles in exact mode, 2 * tiles in fast mode).
+      refine_passes: fast mode only, see ``derain_fast`` (0 = two runs per tile).
 
     Returns:
       [H, W, C_in] float32, the derained image (NOT clipped, like the network's output).
     """
+    if mode not in TILE_MODES:
+        raise ValueError('mode must be one of %s, got %r' % (TILE_MODES, mode))
+    if mode == 'fast':
+        return derain_fast(session, graph, image, tile, overlap, progress=progress,
+                           refine_passes=refine_passes)
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
-    if overlap < 0:
-        raise ValueError('tile overlap must be >= 0, got %d' % overlap)
+    _check_overlap(overlap)
     if point_radii is not None and len(point_radii) != len(graph.squeezes):
         raise ValueError('%d point radii for %d SE points' % (len(point_radii),
                                                                len(graph.squeezes)))
     boxes = tile_interiors(height, width, tile)
+    tick = _Ticker(progress, (len(graph.sums) + 1) * len(boxes))
     squeezes = []
     for k, point_sum in enumerate(graph.sums):
         halo = overlap if point_radii is None else min(overlap, point_radii[k])
-        total = 0.0
-        for box in boxes:
-            part = session.run(point_sum, _feed(graph, image, box, halo, squeezes))
-            total = total + part.astype(np.float64)
-        squeezes.append((total / (height * width)).astype(np.float32))
-    output = np.empty(image.shape, np.float32)
-    for y0, y1, x0, x1 in boxes:
-        feed = _feed(graph, image, (y0, y1, x0, x1), overlap, squeezes)
-        output[y0:y1, x0:x1] = session.run(graph.output, feed)[0]
+        runs = _tile_runs(session, graph, point_sum, image, boxes, halo, squeezes, tick)
+        squeezes.append(_mean_of_sums((part for _, part in runs), height, width))
+    return _stitch(session, graph, image, boxes, overlap, squeezes, tick)
+
+
+def derain_fast(session, graph, image, tile, overlap, stats_halo=None, progress=None,
+                refine_passes=0):
+    """Fast tiled mode: every tile runs twice, approximate SE means for all K points at once.
+
+    Pass 1 runs the plain network on each crop (halo ``stats_halo``): every SE block squeezes
+    with that crop's own means. The interior sums of all K SE inputs, added over the tiles
+    and divided by H * W, approximate the K global means. Each optional refinement pass runs
+    every crop again with those K means fed and recomputes the K means from its sums (closer
+    to the exact ones). The last pass runs each crop (halo ``overlap``) with the K means fed
+    and stitches the interiors, as the exact mode's last pass does. Cost: 2 + refine_passes
+    runs per tile; accuracy: docs/tiling.md.
+
+    Args:
+      session, graph, image, tile: see ``derain_tiled``.
+      overlap: halo of the last pass in pixels (>= 0; ``default_overlap(config, 'fast')``).
+      stats_halo: halo of pass 1 and refinement passes; None = min(overlap, FAST_STATS_HALO).
+      progress: optional ``progress(done, total)`` after each tile run
+        (total = (2 + refine_passes) * tiles).
+      refine_passes: extra statistics passes (0 = the fast mode; 1 brought the result 9-25 dB
+        closer to the whole-image pass, for one more run per tile; docs/tiling.md).
+
+    Returns:
+      [H, W, C_in] float32, the derained image (not clipped).
+    """
+    image = np.asarray(image, np.float32)
+    height, width = image.shape[:2]
+    _check_overlap(overlap)
+    stats_halo = pass_halos('fast', overlap, stats_halo=stats_halo)[0]
+    _check_overlap(stats_halo)
+    if refine_passes < 0:
+        raise ValueError('refine_passes must be >= 0, got %d' % refine_passes)
+    boxes = tile_interiors(height, width, tile)
+    tick = _Ticker(progress, (2 + refine_passes) * len(boxes))
+    fetch, squeezes = graph.local_sums, ()
+    for _ in range(1 + refine_passes):
+        parts = [part for _, part in _tile_runs(session, graph, fetch, image, boxes,
+                                               stats_halo, squeezes, tick)]
+        squeezes = [_mean_of_sums(point, height, width) for point in zip(*parts)]
+        fetch = graph.sums
+    return _stitch(session, graph, image, boxes, overlap, squeezes, tick)
+
+
+def _stitch(session, graph, image, boxes, halo, squeezes, tick):
+    """The last pass: every tile with all K squeezes fed, interiors stitched -> [H, W, C]."""
+    output = np.full(image.shape, np.nan, np.float32)         # a missed pixel would show
+    for (y0, y1, x0, x1), value in _tile_runs(session, graph, graph.output, image, boxes, halo,
+                                              squeezes, tick):
+        output[y0:y1, x0:x1] = value[0]
     return output
+
+
+def _check_overlap(overlap):
+    if overlap < 0:
+        raise ValueError('tile overlap must be >= 0, got %d' % overlap)
+
+
+class _Ticker(object):
+    """Counts tile runs and reports ``progress(done, total)`` after each (no-op if None)."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)

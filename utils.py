@@ -53,8 +53,10 @@ def find_checkpoint(path):
         return None
     state = tf.train.get_checkpoint_state(path)
     if state and state.model_checkpoint_path:
-        for candidate in (state.model_checkpoint_path,
-                          os.path.join(path, os.path.basename(state.model_checkpoint_path))):
+        # The folder's own file first: a copied folder's state file may still name the
+        # original (absolute) location.
+        for candidate in (os.path.join(path, os.path.basename(state.model_checkpoint_path)),
+                          state.model_checkpoint_path):
             if os.path.isfile(candidate + '.index'):
                 return candidate
     prefixes = [p[:-len('.index')] for p in glob.glob(os.path.join(path, '*.index'))]
@@ -173,19 +175,29 @@ def load_settings(folder):
         return None
 
 
-def session_config(intra_op_threads=0, inter_op_threads=0, xla=False):
-    """ConfigProto: GPU memory growth on, soft placement, optional thread counts and XLA.
+def session_config(intra_op_threads=0, inter_op_threads=0, xla=False, precision='fp32'):
+    """ConfigProto: GPU memory growth on, soft placement, thread counts, XLA, precision.
 
     ``0`` threads lets TensorFlow choose (one per core). GPU selection is left to
     ``CUDA_VISIBLE_DEVICES``; without a GPU everything runs on the CPU.
+
+    Args:
+      intra_op_threads, inter_op_threads: int >= 0.
+      xla: bool, session-level XLA JIT.
+      precision: a resolved precision (``precision.from_args``): 'bf16' turns on oneDNN's
+        bfloat16 rewrite, 'fp32' and 'fp16' keep it off (fp16 lives in the graph).
+
+    Returns:
+      tf.ConfigProto.
     """
+    import precision as precision_lib
     config = tf.ConfigProto(allow_soft_placement=True,
                             intra_op_parallelism_threads=intra_op_threads,
                             inter_op_parallelism_threads=inter_op_threads)
     config.gpu_options.allow_growth = True
     if xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
-    return config
+    return precision_lib.apply_to_session_config(config, precision)
 
 
 def gpu_available():
@@ -201,14 +213,16 @@ def use_mixed_precision(requested):
     """``--mixed_precision``: honoured only where a GPU is visible, else a note and float32.
 
     float16 convolutions on a CPU are slower than float32 and gain nothing, and the CPU is
-    all we can test on, so the CPU path stays the reference float32 graph.
+    all we can test on, so the CPU path stays the reference float32 graph. The same rule as
+    ``--precision fp16`` (``precision.resolve_precision``).
+
+    Returns:
+      bool: build the float16 graph.
     """
     if not requested:
         return False
-    if gpu_available():
-        return True
-    print('note: --mixed_precision is for GPUs and no GPU is visible: running float32')
-    return False
+    import precision
+    return precision.resolve_precision('fp16') == 'fp16'
 
 
 def to_uint8(image):

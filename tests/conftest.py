@@ -1,4 +1,5 @@
-"""Shared test setup: project root on sys.path, quiet TensorFlow in TF1 graph mode."""
+"""Shared test setup: project root on sys.path, quiet TensorFlow, the ``slow`` marker, and
+the helpers several test files need (variable manifest, session config, tiny data sets)."""
 import os
 import sys
 
@@ -42,3 +43,59 @@ def fast_session_config():
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     config.graph_options.optimizer_options.opt_level = tf.OptimizerOptions.L0
     return config
+
+
+def pytest_configure(config):
+    """Register the markers (``pytest --strict-markers`` and no unknown-marker warnings)."""
+    config.addinivalue_line('markers', 'slow: subprocess and benchmark tests (CI runs them all)')
+
+
+# File names of pair N in each layout write_pairs can write (relative to the folder).
+PAIR_LAYOUTS = {
+    'canonical': ('rain-{}.png', 'norain-{}.png'),            # the ReMAEN authors' layout
+    'padded': ('rain-{:03d}.png', 'norain-{:03d}.png'),       # zero-padded ids, as test sets
+    'subfolders': (os.path.join('input', '{}.png'),           # paired subfolders
+                   os.path.join('target', '{}.png')),
+}
+
+
+def write_pairs(folder, count, size=(24, 24), seed=0, layout='canonical', offset=None,
+                grow=0):
+    """Write ``count`` rainy/clean pairs (uint8 BGR PNGs), N = 1..count: the tests' tiny data.
+
+    The clean image of pair N is a random texture in 20..199 drawn from
+    ``default_rng([seed, N])``; its rainy image adds bright vertical streaks (at most +55, so
+    nothing clips) or, with ``offset``, the same value to every sample.
+
+    Args:
+      folder: where to write (str or path); created with any subfolder the layout needs.
+      count: number of pairs.
+      size: (height, width) of every image.
+      seed: content seed: the same arguments write the same files.
+      layout: a key of ``PAIR_LAYOUTS``.
+      offset: None for streaks, or an int in 0..56: rain = clean + offset everywhere.
+      grow: pair N is ``grow * N`` rows taller than ``size`` (a set of mixed sizes).
+
+    Returns:
+      list of (rain_path, clean_path) strings, pair 1 first.
+    """
+    import cv2
+    import numpy as np
+    folder = os.fspath(folder)
+    height, width = size
+    paths = []
+    for index in range(1, count + 1):
+        rng = np.random.default_rng([seed, index])
+        rows = height + grow * index
+        clean = rng.integers(20, 200, (rows, width, 3), dtype=np.uint8)
+        if offset is None:
+            streaks = (rng.random((1, width)) > 0.8) * rng.random((rows, 1)) * 55
+            rain = clean + streaks[..., None].astype(np.uint8)
+        else:
+            rain = clean + np.uint8(offset)
+        pair = tuple(os.path.join(folder, name.format(index)) for name in PAIR_LAYOUTS[layout])
+        for path, image in zip(pair, (rain, clean)):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            assert cv2.imwrite(path, image), path
+        paths.append(pair)
+    return paths

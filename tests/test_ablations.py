@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import read_manifest
+from conftest import read_manifest, write_pairs
 import main
 import model
 import settings
@@ -84,7 +84,7 @@ def shared_build():
         targets = tf.placeholder(tf.float32, [1, None, None, 3])
         built, used, scopes = {}, {}, ['derainNet'] + ['derainNet_%d' % i for i in range(1, 5)]
         for scope, (label, flags) in zip(scopes, SAME_VARIABLES.items()):
-            output, _, end_points = model.remaen(images, config_of(flags))
+            output, end_points = model.remaen(images, config_of(flags), reuse=tf.AUTO_REUSE)
             built[label] = end_points
             used[label] = shapes(variables_used_by(graph, scope))
         losses = {w: model.remaen_loss(built['default']['output'], targets, w)
@@ -183,21 +183,10 @@ def test_checkpoint_folder_suffixes_are_distinct():
     assert main.run_suffix(settings.parse_args(explicit)) == ''
 
 
-def tiny_pairs(folder, count, size=SIZE, seed=0):
-    import cv2
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    for index in range(1, count + 1):
-        clean = (rng.random((size, size, 3)) * 120 + 60).astype(np.uint8)
-        rain = np.clip(clean.astype(int) + (rng.random((1, size, 1)) > 0.7) * 80, 0, 255)
-        cv2.imwrite(os.path.join(folder, 'rain-%d.png' % index), rain.astype(np.uint8))
-        cv2.imwrite(os.path.join(folder, 'norain-%d.png' % index), clean)
-
-
 def test_settings_mismatch_on_restore_names_the_setting(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    tiny_pairs(str(tmp_path / 'train' / 'Tiny'), 2)
-    tiny_pairs(str(tmp_path / 'test' / 'Tiny'), 1, seed=1)
+    write_pairs(str(tmp_path / 'train' / 'Tiny'), 2, size=(SIZE, SIZE))
+    write_pairs(str(tmp_path / 'test' / 'Tiny'), 1, size=(SIZE, SIZE), seed=1)
     common = ['--train_dataset', 'Tiny', '--test_dataset', 'Tiny', '--batch_size', '1',
               '--data_path', str(tmp_path / 'train' / '{}'),
               '--test_path', str(tmp_path / 'test' / '{}'),

@@ -12,26 +12,11 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import ROOT
+from conftest import ROOT, write_pairs
 import metrics
 
 MAIN = os.path.join(ROOT, 'main.py')
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-
-
-def make_pairs(folder, count, rng, size=(28, 36)):
-    """Canonical rain-N/norain-N pairs: smooth background + bright vertical streaks."""
-    os.makedirs(folder, exist_ok=True)
-    height, width = size
-    for index in range(1, count + 1):
-        yy, xx = np.mgrid[0:height, 0:width]
-        clean = np.stack([(xx * (3 + index) + yy * 2) % 200 + 20,
-                          (yy * 5 + index * 30) % 220 + 10,
-                          np.full_like(xx, 60 + 20 * index)], -1).astype(np.uint8)
-        streaks = (rng.random((1, width)) > 0.8) * rng.random((height, 1)) * 90
-        rain = np.clip(clean + streaks[..., None], 0, 255).astype(np.uint8)
-        cv2.imwrite(os.path.join(folder, 'rain-%d.png' % index), rain)
-        cv2.imwrite(os.path.join(folder, 'norain-%d.png' % index), clean)
 
 
 def run_main(args, cwd, timeout=300):
@@ -57,9 +42,8 @@ PAPER_TEST = ['--is_testing', 'True', '--train_dataset', 'Tiny', '--test_dataset
 def workspace(tmp_path_factory):
     """Tiny data, then 2 training iterations with --is_testing False."""
     root = str(tmp_path_factory.mktemp('cli'))
-    rng = np.random.default_rng(0)
-    make_pairs(os.path.join(root, 'data', 'train', 'Tiny'), 3, rng)
-    make_pairs(os.path.join(root, 'data', 'test', 'TinyTest'), 2, rng)
+    write_pairs(os.path.join(root, 'data', 'train', 'Tiny'), 3, size=(28, 36), seed=0)
+    write_pairs(os.path.join(root, 'data', 'test', 'TinyTest'), 2, size=(28, 36), seed=1)
     first = run_main(['--is_training', 'True', '--is_testing', 'False', '--train_dataset', 'Tiny',
                       '--test_dataset', 'TinyTest', '--batch_size', '2', '--iterations', '2']
                      + common_flags(root), cwd=root)

@@ -1,4 +1,5 @@
-"""Tests of dataloader.py: layout discovery, image reading, crops, the batcher, bad input.
+"""Tests of the data modules through the ``dataloader`` facade: layout discovery
+(discovery.py), image reading (images.py), crops and the batcher (batching.py), bad input.
 
 Every layout is built in tmp_path from tiny images whose pixel values encode which file they
 are, so the tests check the pairing itself, not only the file names.
@@ -13,6 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dataloader as dl  # noqa: E402
+from conftest import write_pairs  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -394,16 +396,12 @@ def test_random_crop_flip():
 # ----------------------------------------------------------------------------------------------
 # TrainBatcher
 
-def offset_pairs(folder, count=3, height=12, width=14):
-    """Pairs where rain = clean + 40 everywhere: any correct crop has rain - clean = 40/255."""
-    rng = np.random.default_rng(7)
-    pairs = []
-    for i in range(1, count + 1):
-        clean = rng.integers(0, 200, (height + i, width, 3)).astype(np.uint8)
-        os.makedirs(os.path.join(folder, 'input'), exist_ok=True)
-        os.makedirs(os.path.join(folder, 'target'), exist_ok=True)
-        cv2.imwrite(os.path.join(folder, 'input', '{}.png'.format(i)), clean + 40)
-        cv2.imwrite(os.path.join(folder, 'target', '{}.png'.format(i)), clean)
+def offset_pairs(folder, count=3):
+    """Pairs where rain = clean + 40 everywhere: any correct crop has rain - clean = 40/255.
+
+    Images 13, 14, 15, ... rows by 14 columns (input/ + target/ subfolders).
+    """
+    write_pairs(folder, count, size=(12, 14), seed=7, layout='subfolders', offset=40, grow=1)
     pairs, _ = dl.find_pairs(folder, verbose=False)
     return pairs
 
@@ -445,7 +443,7 @@ def test_batcher_deterministic_and_lazy_mode_identical(tmp_path):
 
 
 def test_batcher_partial_cache_when_over_budget(tmp_path, capsys):
-    pairs = offset_pairs(str(tmp_path))  # 6 images of 504..630 bytes
+    pairs = offset_pairs(str(tmp_path))  # 6 images of 546..630 bytes
     budget_mb = 1500 / 2.0 ** 20
     with dl.TrainBatcher(pairs, 8, 4, seed=2, verbose=False) as full:
         expected = [full.next_batch() for _ in range(4)]

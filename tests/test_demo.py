@@ -1,17 +1,19 @@
-"""The shipped demo: data, weights-only checkpoint and the README's first command."""
+"""The shipped models and demo data, and the README's first command."""
 import json
 import os
 import re
 import subprocess
 import sys
 
+import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import ROOT, read_manifest
 import dataloader
 import utils
 
-DEMO_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'ReMAEN_Demo_4')
+SHIPPED = {name: os.path.join(ROOT, 'checkpoints', 'ReMAEN_' + name) for name in ('light', 'heavy')}
+DEMO_CHECKPOINT = SHIPPED['light']
 README = os.path.join(ROOT, 'README.md')
 
 
@@ -33,7 +35,9 @@ def test_shipped_data_layouts():
     assert len(photos) == 6 and all(p.clean_path is None for p in photos)
 
 
-def test_shipped_checkpoint_is_weights_only_default_model():
+@pytest.mark.parametrize('name', sorted(SHIPPED))
+def test_shipped_checkpoint_is_weights_only_default_model(name):
+    DEMO_CHECKPOINT = SHIPPED[name]
     prefix = utils.find_checkpoint(DEMO_CHECKPOINT)
     assert prefix is not None
     stored = {name: tuple(shape) for name, shape in tf.train.list_variables(prefix)}
@@ -63,3 +67,31 @@ def test_readme_demo_command_derains(tmp_path):
     assert mean['psnr'] > mean['input']['psnr'] + 2.0
     assert mean['psnr_y'] > mean['input']['psnr_y'] + 2.0
     assert mean['ssim'] > mean['input']['ssim']
+    card = model_card('light')['demo']     # measured when the light model was shipped
+    for key in ('psnr', 'psnr_y'):
+        assert abs(mean[key] - card[key]) < 0.05, (key, mean[key], card[key])
+
+
+def model_card(name):
+    """The measured facts of a shipped model (``checkpoints/ReMAEN_<name>/model_card.json``)."""
+    with open(os.path.join(SHIPPED[name], 'model_card.json')) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.slow
+def test_heavy_model_derains_its_demo_set(tmp_path):
+    """--model heavy on the 5 Rain100H demo pairs (never trained on) reproduces its card."""
+    card = model_card('heavy')['demo']
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'main.py'), '--is_testing', 'True', '--model',
+         'heavy', '--test_dataset', 'DemoHeavy', '--test_dir', str(tmp_path)], cwd=ROOT,
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(str(tmp_path), 'DemoHeavy', 'results.json')) as handle:
+        mean = json.load(handle)['mean']
+    for key in ('psnr', 'psnr_y'):
+        # The gain over the rainy input measured when the model was shipped (float rounding
+        # across machines is far below the 0.05 dB allowed here).
+        assert abs(mean[key] - card[key]) < 0.05, (key, mean[key], card[key])
+        assert mean[key] - mean['input'][key] > card[key] - card['input'][key] - 0.05
+    assert abs(mean['ssim'] - card['ssim']) < 1e-3

@@ -19,8 +19,8 @@ AUTHORS_INDEX = os.path.join(SHARED, 'reference', 'ReMAEN_Rain100L_32.index')
 
 def build(config=None, shape=(None, None, None, 3)):
     images = tf.placeholder(tf.float32, shape)
-    output, residual, end_points = model.remaen(images, config)
-    return images, output, residual, end_points
+    output, end_points = model.remaen(images, config, reuse=tf.AUTO_REUSE)
+    return images, output, end_points['residual'], end_points
 
 
 

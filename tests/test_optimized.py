@@ -41,12 +41,13 @@ def forward_outputs():
         tf.set_random_seed(3)
         images = tf.placeholder(tf.float32, [1, None, None, 3])
         with tf.name_scope('reference'):
-            reference, _, _ = model.remaen(images, fused=False)
+            reference, _ = model.remaen(images, fused=False)
         shapes = variable_shapes()
         with tf.name_scope('optimised'):
-            optimised, _, _ = model.remaen(images, fused=True, inference=True)
+            optimised, _ = model.remaen(images, fused=True, direct_dilation=True,
+                                         reuse=True)
         with tf.name_scope('half'):
-            half, _, half_points = model.remaen(images, mixed_precision=True)
+            half, half_points = model.remaen(images, precision='fp16', reuse=True)
         after = variable_shapes()
         dtypes = {v.dtype.base_dtype for v in model.model_variables()}
         with tf.Session(graph=graph) as sess:
@@ -106,7 +107,7 @@ def test_fused_training_gradients_equal_reference():
         gradients = {}
         for fused in (False, True):   # the same variables (AUTO_REUSE), two graphs of ops
             with tf.name_scope('fused' if fused else 'reference'):
-                output, _, _ = model.remaen(tf.constant(rain), fused=fused)
+                output, _ = model.remaen(tf.constant(rain), fused=fused, reuse=tf.AUTO_REUSE)
                 loss, _, _ = model.remaen_loss(output, tf.constant(clean))
                 variables = model.model_variables()
                 gradients[fused] = dict(zip([v.op.name for v in variables],
@@ -130,6 +131,7 @@ def test_mixed_precision_flag_is_ignored_with_a_note_on_cpu(capsys):
     assert 'no GPU is visible' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_every_field(tmp_path):
     import bench
     out = tmp_path / 'bench.json'
@@ -144,7 +146,80 @@ def test_bench_quick_writes_every_field(tmp_path):
         assert json.load(handle) == last
     for field in bench.RESULT_FIELDS:
         assert isinstance(last[field], (int, float)) and last[field] > 0, field
+    # fp32 vs bf16: measured only on CPUs with bfloat16 instructions, else null.
+    import precision
+    assert last['bf16_supported'] is precision.bf16_supported()
+    assert last['precision'] == 'fp32'
+    measured = bench.bf16_unavailable() is None
+    for field in bench.BF16_FIELDS[1:]:
+        assert field in last
+        if measured:
+            assert isinstance(last[field], float) and last[field] > 0, field
+        else:
+            assert last[field] is None, field
+    assert ('bf16: not measured' in result.stdout) is not measured
     # The FLOP count comes from the graph: 3x3 convs dominate (~1.62M multiply-adds/pixel).
     assert 1.5e6 < last['macs_per_pixel'] < 1.8e6
     assert last['size'] == '32x40' and last['train_batch'] == '2x24x24'
     assert 'plain conv' in result.stdout
+
+
+def fake_phase(seconds, psnr=None):
+    return {'seconds': seconds, 'psnr': psnr, 'checkpoint': 'ckpt/ReMAEN'}
+
+
+def test_bench_bf16_summary(capsys):
+    import bench
+    import precision
+    summary = bench.bf16_summary(None)
+    assert summary == {'bf16_supported': precision.bf16_supported(),
+                       'infer_speedup_bf16': None, 'train_speedup_bf16': None,
+                       'bf16_psnr_delta': None}
+    assert set(summary) == set(bench.BF16_FIELDS)
+    runs = {'infer': {'fp32': fake_phase([3.0, 2.0]), 'bf16': fake_phase([1.0, 1.5])},
+            'train': {'fp32': fake_phase([6.0]), 'bf16': fake_phase([4.0])},
+            'quality': {'fp32': fake_phase(None, [30.0, 31.0, 29.5]),
+                        'bf16': fake_phase(None, [30.01, 30.98, 29.45])}}
+    summary = bench.bf16_summary(runs)
+    assert summary['infer_speedup_bf16'] == pytest.approx(2.5 / 1.25)
+    assert summary['train_speedup_bf16'] == pytest.approx(1.5)
+    assert summary['bf16_psnr_delta'] == pytest.approx(0.05)
+    args = bench.parse_args(['--quick'])
+    bench.print_bf16(summary, runs, None, args)
+    line = capsys.readouterr().out
+    assert line.count('\n') == 1 and '(2.00x)' in line and '0.0500 dB over 3 pairs' in line
+    bench.print_bf16(bench.bf16_summary(None), None, 'no bf16 here', args)
+    assert capsys.readouterr().out.startswith('bf16: not measured: no bf16 here;')
+
+
+def test_bench_bf16_is_measured_only_where_supported(monkeypatch):
+    import bench
+    import precision
+    monkeypatch.setenv(precision.FLAGS_ENV, 'avx avx2')
+    assert 'avx512_bf16' in bench.bf16_unavailable(gpu=False)
+    monkeypatch.setenv(precision.FLAGS_ENV, 'avx2 avx512_bf16')
+    assert 'GPU' in bench.bf16_unavailable(gpu=True)
+    monkeypatch.setattr(precision, 'onednn_enabled', lambda: False)
+    assert 'oneDNN' in bench.bf16_unavailable(gpu=False)
+    monkeypatch.setattr(precision, 'onednn_enabled', lambda: True)
+    assert bench.bf16_unavailable(gpu=False) is None
+
+
+def test_bench_quality_phase_measures_the_paper_psnr(tmp_path):
+    """The PSNR phase on one small crop of a demo pair, in fp32 (the bf16 run is the same
+    code with another session config)."""
+    import cv2
+    import bench
+    import metrics
+    for kind in ('input', 'target'):
+        os.makedirs(str(tmp_path / kind))
+        image = cv2.imread(os.path.join(bench.BF16_DATA, kind, '51.png'))
+        cv2.imwrite(str(tmp_path / kind / '51.png'), image[100:140, 200:248])
+    args = bench.parse_args(['--quick', '--bf16_data', str(tmp_path), '--precision', 'fp32'])
+    result = bench.run_quality_phase(args)
+    assert result['names'] == ['51'] and len(result['psnr']) == 1
+    assert result['checkpoint'].startswith(bench.BF16_CHECKPOINT)
+    rain = cv2.imread(str(tmp_path / 'input' / '51.png')) / 255.0
+    clean = cv2.imread(str(tmp_path / 'target' / '51.png')) / 255.0
+    # The shipped model improves on the rainy input.
+    assert result['psnr'][0] > metrics.evaluate(rain, clean)['psnr']

@@ -7,26 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, write_pairs
 import metrics
 import paper
 import reproduce
 
 SIZE = 32
-
-
-def tiny_pairs(folder, count, seed, size=SIZE):
-    """Canonical rain-N/norain-N pairs: smooth background + bright streaks (uint8 PNG)."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    yy, xx = np.mgrid[0:size, 0:size]
-    for index in range(1, count + 1):
-        clean = np.stack([(xx * (3 + index) + yy * 2) % 200 + 20, (yy * 5) % 220 + 10,
-                          np.full_like(xx, 60 + 20 * index)], -1).astype(np.uint8)
-        streaks = (rng.random((1, size)) > 0.8) * rng.random((size, 1)) * 90
-        rain = np.clip(clean + streaks[..., None], 0, 255).astype(np.uint8)
-        cv2.imwrite(os.path.join(folder, 'rain-%03d.png' % index), rain)
-        cv2.imwrite(os.path.join(folder, 'norain-%03d.png' % index), clean)
 
 
 def folder_flags(root):
@@ -74,8 +60,10 @@ def test_flags_and_help():
 
 def test_dry_run_estimate_and_reasons(tmp_path, capsys):
     root = str(tmp_path)
-    tiny_pairs(os.path.join(root, 'train', 'Rain100L'), 2, seed=0)
-    tiny_pairs(os.path.join(root, 'test', 'Rain100L'), 1, seed=1)
+    write_pairs(os.path.join(root, 'train', 'Rain100L'), 2,
+                size=(SIZE, SIZE), seed=0, layout='padded')
+    write_pairs(os.path.join(root, 'test', 'Rain100L'), 1,
+                size=(SIZE, SIZE), seed=1, layout='padded')
     # A side-by-side Rain800 folder without --rainy_half: not usable, with the usual hint.
     os.makedirs(os.path.join(root, 'test', 'Rain800'))
     cv2.imwrite(os.path.join(root, 'test', 'Rain800', '1.png'), np.zeros((8, 16, 3), np.uint8))
@@ -93,10 +81,14 @@ def test_dry_run_estimate_and_reasons(tmp_path, capsys):
 def reproduced(tmp_path_factory):
     """--train on Rain100L (1 iteration), Tiny2 sharing its checkpoint, two not-run rows."""
     root = str(tmp_path_factory.mktemp('repro'))
-    tiny_pairs(os.path.join(root, 'train', 'Rain100L'), 3, seed=0)
-    tiny_pairs(os.path.join(root, 'test', 'Rain100L'), 2, seed=1)
-    tiny_pairs(os.path.join(root, 'test', 'Tiny2'), 3, seed=2, size=40)
-    tiny_pairs(os.path.join(root, 'test', 'Rain100H'), 1, seed=3)  # no train data, no ckpt
+    write_pairs(os.path.join(root, 'train', 'Rain100L'), 3,
+                size=(SIZE, SIZE), seed=0, layout='padded')
+    write_pairs(os.path.join(root, 'test', 'Rain100L'), 2,
+                size=(SIZE, SIZE), seed=1, layout='padded')
+    write_pairs(os.path.join(root, 'test', 'Tiny2'), 3,
+                size=(40, 40), seed=2, layout='padded')
+    write_pairs(os.path.join(root, 'test', 'Rain100H'), 1,
+                size=(SIZE, SIZE), seed=3, layout='padded')  # no train data, no ckpt
     shared = os.path.join(root, 'ckpt', 'ReMAEN_Rain100L_1')
     cwd = os.getcwd()
     os.chdir(root)  # logs/ and samples/ of the training run land here

@@ -260,3 +260,13 @@ def test_help_mentions_every_option():
     for option in ('--clean_dir', '--out_dir', '--preset', '--copies', '--seed', '--angle',
                    '--limit', 'light', 'heavy'):
         assert option in text
+
+
+def test_list_images_shares_the_loaders_extensions_and_order(tmp_path):
+    """Clean photos are listed like dataset images: same extensions, natural order, no dotfiles."""
+    import dataloader
+    for name in ('img10.ppm', 'img2.pgm', 'img1.PNG', '.hidden.png', 'notes.txt'):
+        (tmp_path / name).write_bytes(b'x')
+    names = [os.path.basename(p) for p in synthesize.list_images(str(tmp_path))]
+    assert names == ['img1.PNG', 'img2.pgm', 'img10.ppm']
+    assert synthesize.IMAGE_EXTENSIONS is dataloader.IMAGE_EXTENSIONS

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+import tf_slim as slim
 
 from conftest import (SHARED, fast_session_config, randomize_biases, read_manifest,
                       variable_shapes)
@@ -64,13 +65,14 @@ def gradient_reach(config, size, points):
     with tf.Graph().as_default():
         tf.set_random_seed(0)
         images = tf.placeholder(tf.float64, [1, size, size, 3])
-        with maeb.squeeze_override() as hooks:
-            output, _, _ = model.remaen(images, config)
-        targets = [hooks.inputs[k] for k in points] + [output]
+        fed = maeb.FedSqueeze()
+        with slim.arg_scope([maeb.se_block], squeeze_fn=fed):
+            output, end_points = model.remaen(images, config)
+        targets = [model.se_inputs(end_points)[k] for k in points] + [output]
         grads = [tf.gradients(tf.reduce_sum(t[0, 0, 0, :]), images)[0] for t in targets]
         rng = np.random.default_rng(0)
         feed = {images: rng.random((1, size, size, 3))}
-        feed.update({s: rng.random((1, config.channels)) for s in hooks.squeezes})
+        feed.update({s: rng.random((1, config.channels)) for s in fed.squeezes})
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             values = sess.run(grads, feed)
@@ -125,7 +127,7 @@ def test_tiled_equals_whole_with_interior_halos():
     with tf.Graph().as_default():
         tf.set_random_seed(7)
         images = tf.placeholder(tf.float32, [1, None, None, 3])
-        output, _, _ = model.remaen(images, config)
+        output, _ = model.remaen(images, config)
         graph = tiling.build_tiled_graph(config)
         assert len(graph.squeezes) == 12
         with tf.Session(config=fast_session_config()) as sess:
@@ -149,7 +151,7 @@ def test_hook_and_tiling_with_states_carried_across_stages():
     with tf.Graph().as_default():
         tf.set_random_seed(5)
         images = tf.placeholder(tf.float32, [1, None, None, 3])
-        output, _, _ = model.remaen(images, config)
+        output, _ = model.remaen(images, config)
         means = network_means()
         graph = tiling.build_tiled_graph(config)               # shares the variables
         with tf.Session(config=fast_session_config()) as sess:
@@ -213,3 +215,137 @@ def test_derainer_tiles_the_default_network_exactly(tmp_path, capsys):
     assert 'approximate' in capsys.readouterr().out
     with pytest.raises(main.UsageError):
         main.Derainer._check_tiling(ModelConfig(), 64, -1)
+
+
+# ----------------------------------------------------------------------------- fast mode
+class CountingSession(object):
+    """A tf.Session stand-in that counts ``run`` calls and forwards them."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, fetches, feed_dict=None):
+        self.runs += 1
+        return self.session.run(fetches, feed_dict)
+
+
+def fast_versus_whole(config, image, tile, seed, monkeypatch):
+    """Whole-image output and fast-tiled runs (default, pass-1 halo 0, refined), with records.
+
+    Returns:
+      dict: whole, fast, no_halo, refined ([H, W, 3] outputs), runs (session runs of the fast
+      call), calls (its progress calls), boxes (the interiors each of its runs was fed),
+      refined_runs (session runs with one refinement pass).
+    """
+    boxes = []
+
+    def recording_halo_crop(box, halo, height, width):
+        boxes.append(box)
+        return halo_crop(box, halo, height, width)
+
+    halo_crop = tiling.halo_crop
+    radius = tiling.receptive_field_radius(config)
+    calls = []
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        images = tf.placeholder(tf.float32, [1, None, None, 3])
+        output, _ = model.remaen(images, config)
+        graph = tiling.build_tiled_graph(config)
+        with tf.Session(config=fast_session_config()) as sess:
+            sess.run(tf.global_variables_initializer())
+            randomize_biases(sess, seed)
+            whole = sess.run(output, {images: image[np.newaxis]})[0]
+            counting = CountingSession(sess)
+            monkeypatch.setattr(tiling, 'halo_crop', recording_halo_crop)
+            fast = tiling.derain_tiled(counting, graph, image, tile, radius, mode='fast',
+                                       progress=lambda done, total: calls.append((done, total)))
+            monkeypatch.setattr(tiling, 'halo_crop', halo_crop)
+            no_halo = tiling.derain_fast(sess, graph, image, tile, radius, stats_halo=0)
+            refining = CountingSession(sess)
+            refined = tiling.derain_tiled(refining, graph, image, tile, radius, mode='fast',
+                                          refine_passes=1)
+    return dict(whole=whole, fast=fast, no_halo=no_halo, runs=counting.runs, calls=calls,
+                boxes=boxes, refined=refined, refined_runs=refining.runs)
+
+
+def check_fast_run(result, image, tile):
+    """Two runs per tile, each pass covering the image once, progress counting to total."""
+    height, width = image.shape[:2]
+    tiles = len(tiling.tile_interiors(height, width, tile))
+    assert result['runs'] == 2 * tiles
+    assert result['calls'] == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
+    assert len(result['boxes']) == 2 * tiles
+    for boxes in (result['boxes'][:tiles], result['boxes'][tiles:]):
+        count = np.zeros((height, width), int)
+        for y0, y1, x0, x1 in boxes:
+            count[y0:y1, x0:x1] += 1
+        assert (count == 1).all()
+    assert np.isfinite(result['fast']).all()          # stitched from NaN: nothing missed
+    assert result['refined_runs'] == 3 * tiles
+    assert np.abs(result['refined'] - result['whole']).max() < FAST_TOLERANCE
+
+
+# Tolerances: measured max |fast - whole| was 6e-8 .. 1.3e-6 (tiny model, seeds 1, 2, 3, 7)
+# and 1.1e-6 .. 2.1e-6 (paper model, seeds 1, 2); 2e-5 leaves 10x for other CPUs/kernels.
+# The same fast mode with a pass-1 halo of 0 (worse SE means) is off by 2.6e-4 .. 1.3e-3
+# with these seeds, so the bound does test the means.
+FAST_TOLERANCE = 2e-5
+
+
+def test_fast_mode_tiny_model_3x3_tiles(monkeypatch):
+    config = ModelConfig(stages=1, channels=4)                  # R = 36
+    image = demo_crop(72, 72)
+    assert halos_ending_inside(72, 72, 24, 16) == (True, True)
+    result = fast_versus_whole(config, image, 24, 7, monkeypatch)
+    check_fast_run(result, image, 24)
+    whole = result['whole']
+    assert np.abs(whole - image).max() > 0.02                   # a non-trivial network
+    assert np.abs(result['fast'] - whole).max() < FAST_TOLERANCE
+    assert np.abs(result['no_halo'] - whole).max() > 10 * FAST_TOLERANCE
+
+
+def test_fast_mode_paper_model(monkeypatch):
+    image = demo_crop(64, 64)
+    result = fast_versus_whole(ModelConfig(), image, 32, 1, monkeypatch)
+    check_fast_run(result, image, 32)
+    whole = result['whole']
+    assert np.abs(whole - image).max() > 0.02
+    assert np.abs(result['fast'] - whole).max() < FAST_TOLERANCE
+    assert np.abs(result['no_halo'] - whole).max() > 10 * FAST_TOLERANCE
+
+
+def test_exact_mode_reports_progress_and_cost():
+    config = ModelConfig(stages=1, channels=4, dilations=(1,))  # R = 20, K = 12
+    image = demo_crop(30, 40)
+    calls = []
+    with tf.Graph().as_default():
+        model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]), config)
+        graph = tiling.build_tiled_graph(config)
+        with tf.Session(config=fast_session_config()) as sess:
+            sess.run(tf.global_variables_initializer())
+            counting = CountingSession(sess)
+            tiling.derain_tiled(counting, graph, image, 20, 20,
+                                progress=lambda done, total: calls.append((done, total)))
+            with pytest.raises(ValueError):
+                tiling.derain_tiled(sess, graph, image, 20, 20, mode='fastest')
+    assert counting.runs == 13 * 4
+    assert calls == [(done, 13 * 4) for done in range(1, 13 * 4 + 1)]
+
+
+def test_relative_cost():
+    # One tile holding the whole image: exactly one whole pass per pass.
+    assert tiling.relative_cost(100, 100, 100, [122]) == 1.0
+    assert tiling.relative_cost(100, 100, 100, [0, 122]) == 2.0
+    # 2 x 2 tiles of 50 with halo 10: every crop is 60 x 60.
+    assert tiling.relative_cost(100, 100, 50, [10]) == pytest.approx(4 * 60 * 60 / 1e4)
+    assert tiling.pass_halos('fast', 48) == [tiling.FAST_STATS_HALO, 48]
+    assert tiling.pass_halos('fast', 8, refine_passes=2) == [8, 8, 8, 8]
+    assert tiling.pass_halos('fast', 48, stats_halo=0) == [0, 48]
+    assert tiling.default_overlap(mode='fast') == tiling.FAST_OVERLAP < 122
+    assert tiling.default_overlap() == 122
+    assert tiling.pass_halos('exact', 122) == [122] * 37
+    radii = tiling.se_point_radii()
+    assert tiling.pass_halos('exact', 50, radii) == [min(50, r) for r in radii] + [50]
+    # The recommended use: a 12 MP photo in 512 tiles costs < 2.5 whole passes (fast).
+    fast = tiling.relative_cost(3000, 4000, 512, tiling.pass_halos('fast', tiling.FAST_OVERLAP))
+    assert fast < 2.5

@@ -16,8 +16,9 @@ import sys
 import settings
 from errors import TrainingError, UsageError  # noqa: F401  (re-exported for callers)
 
-from inference import (DEFAULT_SHIPPED_MODEL, SHIPPED_MODELS, build_derainer,  # noqa: F401
-                       checkpoint_location, resolve_checkpoint_of, shipped_model_folder)
+from inference import (DEFAULT_SHIPPED_MODEL, SHIPPED_MODELS, Derainer,  # noqa: F401
+                       build_derainer, checkpoint_location, derain_pairs,
+                       resolve_checkpoint_of, shipped_model_folder)
 
 
 # ----------------------------------------------------------------------------- flags -> paths

@@ -48,6 +48,10 @@ def fast_session_config():
 def pytest_configure(config):
     """Register the markers (``pytest --strict-markers`` and no unknown-marker warnings)."""
     config.addinivalue_line('markers', 'slow: subprocess and benchmark tests (CI runs them all)')
+    # TensorFlow's and tf_slim's own deprecation warnings are not ours (quiet.py, as the CLI).
+    import quiet
+    for line in quiet.WARNING_FILTERS:
+        config.addinivalue_line('filterwarnings', line)
 
 
 # File names of pair N in each layout write_pairs can write (relative to the folder).

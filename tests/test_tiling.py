@@ -1,4 +1,5 @@
-"""Exact tiled inference: the SE hook, the receptive field and tiled == whole-image pass."""
+"""Tiled inference: the SE hook, the receptive field, exact tiled == whole-image pass, and the
+fast mode (two runs per tile) close to it."""
 import os
 
 import cv2
@@ -9,8 +10,9 @@ import tf_slim as slim
 
 from conftest import (SHARED, fast_session_config, randomize_biases, read_manifest,
                       variable_shapes)
+import errors
+import inference
 import maeb
-import main
 import model
 import tiling
 from model import ModelConfig
@@ -19,20 +21,12 @@ tf.disable_v2_behavior()
 DEMO_IMAGE = os.path.join(SHARED, 'data', 'Rain100L-demo', 'input', '51.png')
 
 
-
-
-
-
 def demo_crop(height, width):
     """A real rainy image crop, BGR float32 in [0, 1] (synthetic if the demo is missing)."""
     image = cv2.imread(DEMO_IMAGE)
     if image is None:
         return np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
     return image[:height, :width].astype(np.float32) / 255.0
-
-
-
-
 
 
 def network_means():
@@ -193,7 +187,7 @@ def test_derainer_tiles_the_default_network_exactly(tmp_path, capsys):
     prefix = str(tmp_path / 'ReMAEN')
     save_xavier_checkpoint(prefix)
     image = demo_crop(12, 20)
-    derainer = main.Derainer(prefix, ModelConfig(), fast_session_config(), tile=12)
+    derainer = inference.Derainer(prefix, ModelConfig(), fast_session_config(), tile=12)
     try:
         with derainer.graph.as_default():
             # Whole-image network (hook inactive) and tiled network share the manifest's
@@ -208,13 +202,12 @@ def test_derainer_tiles_the_default_network_exactly(tmp_path, capsys):
         np.testing.assert_array_equal(small, derainer.run(image[:12, :12]))
     finally:
         derainer.close()
-    assert not maeb._SQUEEZE_OVERRIDES
     assert np.mean((whole > 0) & (whole < 1)) > 0.75 and np.abs(whole - image).max() > 0.02
     assert tiled.shape == image.shape and np.abs(tiled - whole).max() < 1e-4
-    assert main.Derainer._check_tiling(ModelConfig(), 64, 16) == 16
+    assert inference.Derainer._check_tiling(ModelConfig(), 64, 16) == 16
     assert 'approximate' in capsys.readouterr().out
-    with pytest.raises(main.UsageError):
-        main.Derainer._check_tiling(ModelConfig(), 64, -1)
+    with pytest.raises(errors.UsageError):
+        inference.Derainer._check_tiling(ModelConfig(), 64, -1)
 
 
 # ----------------------------------------------------------------------------- fast mode

@@ -1,0 +1,65 @@
+"""--eval_every: the training curve equals separate test runs; per-stage metrics of testing."""
+import json
+import os
+
+import pytest
+
+from conftest import write_pairs
+import main
+import training
+
+SIZE = 24
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """4 iterations with --eval_every 2 (curve rows at steps 0, 2 and 4), checkpoints kept."""
+    root = str(tmp_path_factory.mktemp('curves'))
+    write_pairs(os.path.join(root, 'train', 'Tiny'), 2, size=(SIZE, SIZE), seed=0)
+    write_pairs(os.path.join(root, 'test', 'Tiny'), 2, size=(SIZE, 32), seed=1)
+    common = ['--train_dataset', 'Tiny', '--test_dataset', 'Tiny', '--batch_size', '1',
+              '--data_path', os.path.join(root, 'train', '{}'),
+              '--test_path', os.path.join(root, 'test', '{}'),
+              '--checkpoint_dir', os.path.join(root, 'ckpt'),
+              '--logs_dir', os.path.join(root, 'logs'),
+              '--sample_dir', os.path.join(root, 'samples'),
+              '--test_dir', os.path.join(root, 'results')]
+    assert main.main(['--is_training', 'True', '--iterations', '4', '--patch_size', '16',
+                      '--seed', '0', '--eval_every', '2', '--save_every', '2',
+                      '--keep_checkpoints', '3'] + common) == 0
+    return root, common
+
+
+def test_curve_equals_a_separate_test_run_of_that_checkpoint(trained):
+    root, common = trained
+    rows = training.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
+    assert sorted({r['step'] for r in rows}) == [0, 2, 4]
+    assert all(len([r for r in rows if r['step'] == s]) == 3 for s in (0, 2, 4))
+    for step in (2, 4):
+        prefix = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1', 'ReMAEN-%d' % step)
+        out = os.path.join(root, 'results_%d' % step)
+        assert main.main(['--is_testing', 'True', '--checkpoint', prefix, '--test_dir', out]
+                         + common[:-2]) == 0
+        with open(os.path.join(out, 'Tiny', 'results.json')) as handle:
+            mean = json.load(handle)['mean']
+        for row in (r for r in rows if r['step'] == step):
+            stage = mean['stages'][row['stage'] - 1]
+            for key in ('psnr', 'psnr_y'):
+                assert abs(row[key] - stage[key]) < 0.01, (step, row['stage'], key)
+            for key in ('ssim', 'ssim_y'):
+                assert abs(row[key] - stage[key]) < 1e-4, (step, row['stage'], key)
+
+
+def test_testing_reports_every_stage(trained):
+    root, common = trained
+    out = os.path.join(root, 'results_stages')
+    assert main.main(['--is_testing', 'True', '--test_dir', out] + common[:-2]) == 0
+    with open(os.path.join(out, 'Tiny', 'results.json')) as handle:
+        results = json.load(handle)
+    for image in results['images']:
+        assert len(image['stages']) == 3
+        assert image['stages'][-1] == {k: image[k] for k in ('psnr', 'ssim', 'psnr_y',
+                                                             'ssim_y')}
+        assert os.path.isfile(image['compare'])
+    assert len(results['mean']['stages']) == 3
+    assert os.path.isfile(os.path.join(out, 'Tiny', 'index.html'))

@@ -50,7 +50,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 
 import precision  # noqa: E402
+from profiling import (CONV_SHAPE, ConvProbe, count_flops, current_rss_mb,  # noqa: E402
+                       forward_macs, machine_description, peak_rss_mb)
 from settings import add_session_flags, positive_int, str2bool  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -68,9 +69,6 @@ DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'Rain100L-t
 # The fp32-vs-bf16 quality check: the shipped light checkpoint on the demo pairs.
 BF16_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'ReMAEN_light')
 BF16_DATA = os.path.join(ROOT, 'data', 'test', 'Demo')
-CONV_SHAPE = (1, 321, 481, 32)
-FLOP_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul', 'Conv2DBackpropInput',
-            'Conv2DBackpropFilter')
 # The fields of the final JSON line (all numbers; the test checks them).
 RESULT_FIELDS = (
     'conv_gflops', 'dilated_conv_gflops', 'macs_per_pixel',
@@ -158,141 +156,8 @@ def parse_args(argv=None):
 
 # ----------------------------------------------------------------------------- measuring
 def _tf():
-    import tensorflow.compat.v1 as tf
-    tf.disable_v2_behavior()
-    tf.get_logger().setLevel('ERROR')
-    return tf
-
-
-def count_flops(graph, scope=None):
-    """Multiply-adds of the convolutions and matrix products of a graph with static shapes.
-
-    Per op: Conv2D = output elements x kh x kw x C_in; DepthwiseConv2dNative = output
-    elements x kh x kw; MatMul = output elements x inner dimension; Conv2DBackpropInput and
-    Conv2DBackpropFilter = elements of the output gradient x kh x kw x C_in (the cost of the
-    matching forward convolution). Element-wise ops are not counted.
-
-    Args:
-      graph: tf.Graph whose counted ops have fully defined shapes.
-      scope: count only ops whose name starts with this prefix (e.g. ``'derainNet/'`` for
-        the forward pass of a training graph); None = all.
-
-    Returns:
-      dict: ``macs`` (int, total), ``by_type`` ({op type: macs}), ``ops`` (count).
-
-    Raises:
-      ValueError: a counted op has an unknown shape (build the graph with static shapes).
-    """
-    by_type, ops = {}, 0
-    for op in graph.get_operations():
-        if op.type not in FLOP_OPS or (scope and not op.name.startswith(scope)):
-            continue
-        if op.type == 'MatMul':
-            a_shape = op.inputs[0].shape.as_list()
-            inner = a_shape[0] if op.get_attr('transpose_a') else a_shape[1]
-            out, per_output = op.outputs[0].shape, inner
-        elif op.type == 'Conv2DBackpropFilter':
-            kh, kw, cin, _ = op.outputs[0].shape.as_list()
-            out, per_output = op.inputs[2].shape, kh * kw * cin
-        elif op.type == 'Conv2DBackpropInput':
-            kh, kw, cin, _ = op.inputs[1].shape.as_list()
-            out, per_output = op.inputs[2].shape, kh * kw * cin
-        else:
-            kh, kw, cin, _ = op.inputs[1].shape.as_list()
-            out = op.outputs[0].shape
-            per_output = kh * kw * (cin if op.type == 'Conv2D' else 1)
-        if not out.is_fully_defined() or per_output is None:
-            raise ValueError('op %s (%s) has an unknown shape %s; count FLOPs on a graph '
-                             'built with static shapes' % (op.name, op.type, out))
-        by_type[op.type] = by_type.get(op.type, 0) + out.num_elements() * per_output
-        ops += 1
-    return {'macs': sum(by_type.values()), 'by_type': by_type, 'ops': ops}
-
-
-def forward_macs(config, shape, fused=True, inference=True):
-    """Multiply-adds of one forward pass of the network on a [N, H, W, C] input.
-
-    ``fused`` and ``inference`` must be those of the graph that is timed (``inference``
-    decides whether dilated convs are counted as direct ops or on padded phase images).
-    """
-    tf = _tf()
-    import model
-    with tf.Graph().as_default() as graph:
-        model.remaen(tf.placeholder(tf.float32, shape), config, fused=fused,
-                     direct_dilation=inference)
-        return count_flops(graph)['macs']
-
-
-def _proc_status_mb(field):
-    """A ``/proc/self/status`` memory field (e.g. ``'VmRSS'``) in MB, or None without /proc."""
-    try:
-        with open('/proc/self/status') as handle:
-            for line in handle:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb():
-    """Peak resident memory of this process in MB (VmHWM; ru_maxrss where /proc is absent)."""
-    peak = _proc_status_mb('VmHWM')
-    if peak is not None:
-        return peak
-    import resource
-    scale = 1.0 if sys.platform == 'darwin' else 1024.0  # bytes on macOS, KB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024.0
-
-
-def current_rss_mb():
-    """Resident memory of this process now, in MB (0 where /proc is absent)."""
-    return _proc_status_mb('VmRSS') or 0.0
-
-
-class ConvProbe(object):
-    """The reference convolutions, in their own graph and session (same threads settings).
-
-    ``plain()`` / ``dilated()`` return GFLOP/s: median of ``runs`` timed runs after one
-    warm-up, 2 FLOPs per multiply-add, on a CONV_SHAPE tensor.
-    """
-
-    def __init__(self, session_config, runs=5):
-        tf = _tf()
-        import tf_slim as slim
-        self.runs = runs
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.inputs = tf.placeholder(tf.float32, CONV_SHAPE)
-            channels = CONV_SHAPE[-1]
-            weights = tf.get_variable('weights', [3, 3, channels, channels])
-            biases = tf.get_variable('biases', [channels])
-            self.plain_op = tf.nn.bias_add(
-                tf.nn.conv2d(self.inputs, weights, 1, 'SAME'), biases).op
-            self.dilated_op = slim.conv2d(self.inputs, channels, [3, 3], rate=2,
-                                          activation_fn=None, scope='dilated').op
-            self.session = tf.Session(config=session_config)
-            self.session.run(tf.global_variables_initializer())
-        self.feed = {self.inputs: np.random.default_rng(0).random(CONV_SHAPE, np.float32)}
-        self.macs = int(np.prod(CONV_SHAPE[:3])) * 9 * channels * channels
-
-    def _rate(self, op):
-        self.session.run(op, self.feed)
-        times = []
-        for _ in range(self.runs):
-            start = time.perf_counter()
-            self.session.run(op, self.feed)
-            times.append(time.perf_counter() - start)
-        return 2.0 * self.macs / float(np.median(times)) / 1e9
-
-    def plain(self):
-        return self._rate(self.plain_op)
-
-    def dilated(self):
-        return self._rate(self.dilated_op)
-
-    def close(self):
-        self.session.close()
+    import quiet
+    return quiet.import_tf()
 
 
 def _session_config(args, compute=None):
@@ -309,23 +174,14 @@ def run_infer_phase(args):
       dict: seconds (list), conv_gflops (list, measured around the runs), dilated_conv_gflops,
       macs (per image), peak_rss_mb, baseline_rss_mb.
     """
-    tf = _tf()
     import model
-    import utils
     config = model.ModelConfig()
     probe = ConvProbe(_session_config(args, 'fp32'))
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], 'rain')
-        output = model.remaen(images, config, fused=args.fused, direct_dilation=True,
-                              precision=args.precision)[0]
-        output = tf.clip_by_value(output, 0.0, 1.0)
-        session = tf.Session(config=_session_config(args))
-        utils.restore(session, args.checkpoint, model.model_variables())
+    session, images, output = _restored_network(args, args.checkpoint, config)
     baseline = current_rss_mb()
     rng = np.random.default_rng(0)
     height, width = args.size
-    image = rng.random((1, height, width, config.input_channels), np.float32)
+    image = rng.random((1, height, width, model.IMAGE_CHANNELS), np.float32)
     warm = args.warmup_size or args.size
     session.run(output, {images: rng.random((1,) + tuple(warm) + (3,), np.float32)})
     seconds, conv = [], [probe.plain()]
@@ -339,8 +195,7 @@ def run_infer_phase(args):
     session.close()
     probe.close()
     return {'seconds': seconds, 'conv_gflops': conv, 'dilated_conv_gflops': dilated,
-            'macs': forward_macs(config, [1, height, width, config.input_channels],
-                                 args.fused),
+            'macs': forward_macs(config, (height, width), args.fused),
             'peak_rss_mb': peak, 'baseline_rss_mb': baseline}
 
 
@@ -375,7 +230,7 @@ def run_train_phase(args):
     import model
     config = model.ModelConfig()
     probe = ConvProbe(_session_config(args, 'fp32'))
-    shape = [args.batch_size, args.patch_size, args.patch_size, config.input_channels]
+    shape = [args.batch_size, args.patch_size, args.patch_size, model.IMAGE_CHANNELS]
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(0)
@@ -415,12 +270,20 @@ def run_train_phase(args):
             'graph_macs': total, 'peak_rss_mb': peak, 'data': data}
 
 
-def _checkpoint_config(prefix):
-    """The ModelConfig stored next to a checkpoint (the paper's model when none is)."""
+def _restored_network(args, prefix, config):
+    """``model.build_inference_graph`` in ``--precision``, restored from ``prefix``.
+
+    Returns:
+      (session, images placeholder [1, H, W, 3], output [1, H, W, 3] clipped to [0, 1]).
+    """
+    tf = _tf()
     import model
     import utils
-    stored = utils.load_settings(os.path.dirname(prefix)) or {}
-    return model.ModelConfig.from_dict(stored.get('model', {}))
+    with tf.Graph().as_default():
+        net = model.build_inference_graph(config, fused=args.fused, precision=args.precision)
+        session = tf.Session(config=_session_config(args))
+        utils.restore(session, prefix, model.model_variables())
+    return session, net.images, net.output
 
 
 def run_quality_phase(args):
@@ -430,25 +293,17 @@ def run_quality_phase(args):
       dict: names (list), psnr (list, paper protocol: ``metrics.evaluate`` on the float
       output clipped to [0, 1]), checkpoint (the prefix), precision.
     """
-    tf = _tf()
     import dataloader
+    import inference
     import metrics
-    import model
     import utils
     prefix = utils.find_checkpoint(args.bf16_checkpoint)
     if prefix is None:
         raise utils.CheckpointError('no checkpoint in --bf16_checkpoint %s'
                                     % args.bf16_checkpoint)
-    config = _checkpoint_config(prefix)
+    config = inference.stored_config(os.path.dirname(prefix))
     pairs, _ = dataloader.find_pairs(args.bf16_data, limit=args.bf16_pairs, verbose=False)
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], 'rain')
-        output = model.remaen(images, config, fused=args.fused, direct_dilation=True,
-                              precision=args.precision)[0]
-        output = tf.clip_by_value(output, 0.0, 1.0)
-        session = tf.Session(config=_session_config(args))
-        utils.restore(session, prefix, model.model_variables())
+    session, images, output = _restored_network(args, prefix, config)
     names, psnr = [], []
     for pair in pairs:
         rain, clean = dataloader.load_pair(pair)
@@ -502,7 +357,7 @@ def make_checkpoint(folder):
     import utils
     with tf.Graph().as_default():
         tf.set_random_seed(0)
-        model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]))
+        model.build_inference_graph()
         variables = model.model_variables()
         with tf.Session(config=utils.session_config()) as session:
             session.run(tf.variables_initializer(variables))
@@ -589,24 +444,6 @@ def print_bf16(summary, runs, reason, args):
                                  seconds['train']['bf16'], summary['train_speedup_bf16'],
                                  summary['bf16_psnr_delta'], len(quality['psnr']),
                                  quality['checkpoint'])))
-
-
-def machine_description():
-    """(CPU model, logical cores usable by this process)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return cpu, cores
 
 
 def _infer_summary(result, pixels):

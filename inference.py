@@ -57,11 +57,10 @@ def check_settings(folder, config, edge_loss_weight=None):
       UsageError listing the differences.
     """
     import utils
-    from model import ModelConfig
     stored = utils.load_settings(folder)
     if not stored:
         return
-    diffs = ModelConfig.from_dict(stored.get('model', {})).differences(config)
+    diffs = _config_from_settings(folder, stored).differences(config)
     if edge_loss_weight is not None and stored.get('edge_loss_weight') != edge_loss_weight:
         diffs.append('edge_loss_weight: %r vs %r' % (stored.get('edge_loss_weight'),
                                                     edge_loss_weight))
@@ -77,8 +76,18 @@ def stored_config(folder, default=None):
     from model import ModelConfig
     stored = utils.load_settings(folder)
     if stored and 'model' in stored:
-        return ModelConfig.from_dict(stored['model'])
+        return _config_from_settings(folder, stored)
     return default or ModelConfig()
+
+
+def _config_from_settings(folder, stored):
+    """The ModelConfig of a loaded settings dict (UsageError for one this version cannot
+    build, e.g. a 1-channel model of an earlier version)."""
+    from model import ModelConfig
+    try:
+        return ModelConfig.from_dict(stored.get('model', {}))
+    except ValueError as exc:
+        raise UsageError('checkpoint %s: %s; use another --checkpoint' % (folder, exc))
 
 
 # ----------------------------------------------------------------------------- derainer
@@ -425,7 +434,7 @@ SHIPPED_MODELS = {'light': os.path.join('checkpoints', 'ReMAEN_light'),
 DEFAULT_SHIPPED_MODEL = 'light'
 # Flags that name a checkpoint: without any of them, --input uses the shipped default model.
 CHECKPOINT_FLAGS = ('checkpoint', 'model', 'train_dataset', 'batch_size', 'checkpoint_dir')
-NETWORK_FLAGS = ('channel_dim', 'input_channels', 'stages', 'dilations', 'shared_attention',
+NETWORK_FLAGS = ('channel_dim', 'stages', 'dilations', 'shared_attention',
                  'skip_connections')
 
 

@@ -107,15 +107,15 @@ def export_weights(args):
     config = settings.model_config(args)
     inference.check_settings(folder, config)
     with tf.Graph().as_default():
-        model.remaen(tf.placeholder(tf.float32, [1, None, None, config.input_channels]),
-                     config)
+        model.build_inference_graph(config)
         variables = model.model_variables()
         with tf.Session(config=utils.session_config()) as sess:
             utils.restore(sess, prefix, variables)
             os.makedirs(args.export_weights, exist_ok=True)
             target = os.path.join(args.export_weights, utils.CHECKPOINT_PREFIX)
             tf.train.Saver(variables).save(sess, target, write_meta_graph=False)
-    stored = utils.load_settings(folder) or settings.run_settings(args)
+    stored = dict(utils.load_settings(folder) or settings.run_settings(args))
+    stored['model'] = config.to_dict()          # in this version's terms
     utils.save_settings(args.export_weights, stored)
     size = sum(os.path.getsize(os.path.join(args.export_weights, f))
                for f in os.listdir(args.export_weights))

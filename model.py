@@ -27,6 +27,8 @@ EDGE_KERNEL = ((-1.0, -1.0, -1.0),
                (-1.0, -1.0, -1.0))
 # tf.image.rgb_to_grayscale weights, in the order TF applies them to channels 0, 1, 2.
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+# Image channels: BGR. The data, the edge loss (GRAY_WEIGHTS) and the metrics are 3-channel.
+IMAGE_CHANNELS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +38,12 @@ class ModelConfig:
     Attributes:
       stages: number of recurrent stages (3 in the paper).
       channels: feature channels (32).
-      input_channels: image channels (3, BGR).
       dilations: dilation rates of the MAEB branches ((1, 2, 3)).
       shared_attention: one SE block shared by the GRUs of a path (True) or one per GRU.
       skip_connections: add MAEB outputs into the responding path (symmetric skips).
     """
     stages: int = 3
     channels: int = 32
-    input_channels: int = 3
     dilations: tuple = (1, 2, 3)
     shared_attention: bool = True
     skip_connections: bool = True
@@ -65,7 +65,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Inverse of ``to_dict``; unknown keys are ignored."""
+        """Inverse of ``to_dict``; unknown keys are ignored.
+
+        Raises:
+          ValueError: ``values`` has ``input_channels`` other than 3 (settings of an earlier
+            version, which had that flag; images are always BGR now).
+        """
+        channels = values.get('input_channels', IMAGE_CHANNELS)
+        if channels != IMAGE_CHANNELS:
+            raise ValueError('input_channels=%r: only %d-channel (BGR) models are supported'
+                             % (channels, IMAGE_CHANNELS))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
@@ -82,8 +91,6 @@ class ModelConfig:
             tags.append('s%d' % self.stages)
         if self.channels != default.channels:
             tags.append('c%d' % self.channels)
-        if self.input_channels != default.input_channels:
-            tags.append('in%d' % self.input_channels)
         if self.dilations != default.dilations:
             # 'd123' for (1, 2, 3); with a rate >= 10 the rates are dashed: 'd1-12' != 'd11-2'.
             separator = '-' if max(self.dilations) >= 10 else ''
@@ -99,13 +106,13 @@ def remaen_stage(estimate, states, config, fused=True, direct_dilation=False):
     """One recurrent stage: predict the rain residual of the current estimate.
 
     Args:
-      estimate: [N, H, W, input_channels] float32, current derained estimate.
+      estimate: [N, H, W, 3] float32, current derained estimate.
       states: list of 7 GRU states ([N, H, W, channels]) from the previous stage, or Nones.
       config: ModelConfig.
       fused, direct_dilation: execution options, see ``remaen``.
 
     Returns:
-      residual: [N, H, W, input_channels] float32 (the rain layer to subtract).
+      residual: [N, H, W, 3] float32 (the rain layer to subtract).
       new_states: list of 7 tensors [N, H, W, channels].
     """
     ch, shared = config.channels, config.shared_attention
@@ -130,7 +137,7 @@ def remaen_stage(estimate, states, config, fused=True, direct_dilation=False):
     with tf.variable_scope('RMG'):
         net = conv(net, ch, 'Conv')
         net = leaky_relu(se_block(net, scope='SEBlock'))
-        residual = conv(net, config.input_channels, 'Conv_1')
+        residual = conv(net, IMAGE_CHANNELS, 'Conv_1')
     return residual, new_states
 
 
@@ -159,7 +166,7 @@ def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
     manifest's names, shapes and float32 dtype) nor, beyond float rounding, the numbers.
 
     Args:
-      inputs: [N, H, W, input_channels] float32 rainy images, BGR in [0, 1]; H and W may be
+      inputs: [N, H, W, 3] float32 rainy images, BGR in [0, 1]; H and W may be
         unknown.
       config: ModelConfig (None = the paper's model).
       scope: outer variable scope (``'derainNet'`` for checkpoint compatibility).
@@ -242,7 +249,7 @@ InferenceGraph = collections.namedtuple('InferenceGraph',
                                         ['images', 'output', 'stage_outputs', 'end_points'])
 
 
-def build_inference_graph(config=None, *, reuse=tf.AUTO_REUSE, fused=True,
+def build_inference_graph(config=None, *, image_size=None, reuse=tf.AUTO_REUSE, fused=True,
                           direct_dilation=True, precision='fp32'):
     """The graph that derains one image of any size (testing, deraining, samples, curves).
 
@@ -251,6 +258,8 @@ def build_inference_graph(config=None, *, reuse=tf.AUTO_REUSE, fused=True,
 
     Args:
       config: ModelConfig (None = the paper's model).
+      image_size: (H, W) for a placeholder of static shape (e.g. to count FLOPs); None =
+        any size.
       reuse: see ``remaen``; the default shares the variables of a training graph built in
         the same tf.Graph (training samples and curves).
       fused, direct_dilation, precision: see ``remaen`` (direct dilation on by default:
@@ -262,7 +271,8 @@ def build_inference_graph(config=None, *, reuse=tf.AUTO_REUSE, fused=True,
       first; the last is ``output``), ``end_points`` the network's (unclipped).
     """
     config = config or ModelConfig()
-    images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], name='rain')
+    height, width = image_size or (None, None)
+    images = tf.placeholder(tf.float32, [1, height, width, IMAGE_CHANNELS], name='rain')
     _, end_points = remaen(images, config, reuse=reuse, fused=fused,
                            direct_dilation=direct_dilation, precision=precision)
     stages = [tf.clip_by_value(t, 0.0, 1.0) for t in stage_outputs(end_points)]

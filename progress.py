@@ -100,7 +100,11 @@ class Progress(object):
         self._bar = self._make_bar() if (enabled and tty) else None
 
     def _make_bar(self):
-        from tqdm import tqdm
+        """A tqdm bar on ``stream``, or None (plain lines) when tqdm is not installed."""
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
         return tqdm(total=self.total, desc=self.desc, unit=self.unit, initial=self.initial,
                     file=self.stream, dynamic_ncols=True, leave=True)
 
@@ -120,10 +124,11 @@ class Progress(object):
             if postfix:
                 self._bar.set_postfix(refresh=False, **postfix)
             self._bar.update(n)
-        elif self.enabled and self.n >= self.total:
-            self._print_line(final=True)                   # the final line, once
-        elif self.enabled and self.clock() - self.last_line >= self.every_seconds:
-            self._print_line()
+        elif self.enabled and not self.final_shown:
+            if self.n >= self.total:
+                self._print_line(final=True)               # the final line, once
+            elif self.clock() - self.last_line >= self.every_seconds:
+                self._print_line()
 
     def write(self, line):
         """Print one line of text (e.g. a per-image result) without breaking the bar."""

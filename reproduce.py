@@ -22,13 +22,13 @@ import datetime
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import errors  # noqa: E402
 import inference  # noqa: E402
 import paper  # noqa: E402
+import profiling  # noqa: E402
 import settings  # noqa: E402
 from dataloader import DataError  # noqa: E402
 
@@ -242,55 +242,6 @@ def needs_training(info, args):
     return info['step'] is not None and info['step'] < args.iterations
 
 
-def _device_description():
-    import tensorflow as tf2
-    gpus = tf2.config.list_physical_devices('GPU')
-    if gpus:
-        return '%d GPU(s)' % len(gpus)
-    return 'CPU only (%d cores)' % (os.cpu_count() or 1)
-
-
-def measure_seconds_per_iteration(batch_size, patch_size, num_gpus=1, steps=5):
-    """Time training steps of the paper's network on random data (one warm-up step first).
-
-    Builds the same training graph as ``training.train`` (``model.build_train_graph`` with the
-    paper's settings and ``num_gpus`` towers); data loading and checkpoint saving are not
-    included (training.train reports how long it waited for data).
-
-    Args:
-      batch_size, patch_size: training batch shape (paper: 32 of 64x64).
-      num_gpus: towers on /gpu:0..N-1 (soft placement on machines with fewer).
-      steps: timed steps (>= 1).
-
-    Returns:
-      Seconds per iteration (float).
-    """
-    import numpy as np
-    import quiet
-    tf = quiet.import_tf()
-    import model
-    import utils
-    graph = tf.Graph()
-    with graph.as_default():
-        shape = [batch_size, patch_size, patch_size, 3]
-        rain = tf.placeholder(tf.float32, shape)
-        clean = tf.placeholder(tf.float32, shape)
-        devices = ['/gpu:%d' % i for i in range(num_gpus)] if num_gpus > 1 else None
-        net = model.build_train_graph(rain, clean, devices=devices)
-        init = tf.global_variables_initializer()
-    graph.finalize()
-    rng = np.random.default_rng(0)
-    feed = {rain: rng.random(shape, dtype=np.float32),
-            clean: rng.random(shape, dtype=np.float32)}
-    with tf.Session(graph=graph, config=utils.session_config()) as sess:
-        sess.run(init)
-        sess.run(net.train_op, feed)
-        start = time.perf_counter()
-        for _ in range(max(1, steps)):
-            sess.run(net.train_op, feed)
-        return (time.perf_counter() - start) / max(1, steps)
-
-
 def _duration(seconds):
     if seconds < 120:
         return '%.0f s' % seconds
@@ -307,9 +258,10 @@ def print_estimate(todo, args):
         print('Measuring the training speed (%d steps of batch %d, %dx%d, %d GPU tower(s))...'
               % (args.estimate_steps, args.batch_size, args.patch_size, args.patch_size,
                  args.num_gpus))
-        per_it = measure_seconds_per_iteration(args.batch_size, args.patch_size,
-                                               args.num_gpus, args.estimate_steps)
-        how = 'measured here over %d steps, %s' % (args.estimate_steps, _device_description())
+        per_it = profiling.train_step_seconds(args.batch_size, args.patch_size,
+                                              args.num_gpus, args.estimate_steps)
+        how = 'measured here over %d steps, %s' % (args.estimate_steps,
+                                                   profiling.device_description())
     else:
         per_it, how = None, 'not estimated (--estimate_steps 0)'
     print('Training plan (paper settings: batch %d of %dx%d, %d iterations, lr 1e-3 -> 1e-4 '

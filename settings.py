@@ -93,8 +93,6 @@ def build_parser():
     net = parser.add_argument_group('network (paper defaults; other values are ablations)')
     net.add_argument('--channel_dim', type=positive_int, default=32,
                      help='feature channels (default 32)')
-    net.add_argument('--input_channels', type=positive_int, default=3,
-                     help='image channels (default 3, BGR)')
     net.add_argument('--stages', type=positive_int, default=3,
                      help='recurrent stages (default 3)')
     net.add_argument('--dilations', type=positive_int, nargs='+',
@@ -263,7 +261,7 @@ def model_config(args):
     """The model.ModelConfig described by the network flags."""
     from model import ModelConfig
     return ModelConfig(stages=args.stages, channels=args.channel_dim,
-                       input_channels=args.input_channels, dilations=tuple(args.dilations),
+                       dilations=tuple(args.dilations),
                        shared_attention=args.shared_attention,
                        skip_connections=args.skip_connections)
 

@@ -167,7 +167,7 @@ def build_tiled_graph(config=None, scope='derainNet'):
     """
     config = config or model.ModelConfig()
     with tf.name_scope('tiled'):
-        images = tf.placeholder(tf.float32, [1, None, None, config.input_channels], name='tile')
+        images = tf.placeholder(tf.float32, [1, None, None, model.IMAGE_CHANNELS], name='tile')
         interior = tf.placeholder(tf.int32, [4], name='interior')
     fed = maeb.FedSqueeze()
     with slim.arg_scope([maeb.se_block], squeeze_fn=fed):

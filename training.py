@@ -158,7 +158,7 @@ def build(args, run):
                               else contextlib.nullcontext()):
         if args.seed is not None:
             tf.set_random_seed(args.seed)
-        shape = [args.batch_size, args.patch_size, args.patch_size, run.config.input_channels]
+        shape = [args.batch_size, args.patch_size, args.patch_size, model.IMAGE_CHANNELS]
         rain = tf.placeholder(tf.float32, shape, name='rain')
         clean = tf.placeholder(tf.float32, shape, name='clean')
         devices = ['/gpu:%d' % i for i in range(args.num_gpus)] if args.num_gpus > 1 else None

@@ -22,8 +22,6 @@ PATH_OF_GRU = {k: 'extracting_path' if k <= 4 else 'responding_path' for k in ra
 SIZE = 24
 
 
-
-
 def config_of(flags):
     """ModelConfig exactly as main.py builds it from command-line flags."""
     return main.model_config(settings.parse_args(flags))
@@ -247,8 +245,13 @@ def test_two_towers_equal_one_tower():
     assert loss2 == pytest.approx(loss1, rel=1e-5, abs=1e-7)
     moved = max(float(np.abs(after1[n] - before[n]).max()) for n in after1)
     assert moved > 1e-4  # the step did something
+    # Adam's first step is lr * g / (|g| + eps): where a gradient is near eps (1e-8), the
+    # float32 rounding of two half-batch gradients against one whole batch is amplified. So:
+    # nearly every weight within 1e-5 (1% of lr), and none off by more than 5% of lr.
     for name in after1:
-        np.testing.assert_allclose(after2[name], after1[name], rtol=0, atol=1e-5, err_msg=name)
+        diff = np.abs(after2[name] - after1[name])
+        assert float(np.mean(diff > 1e-5)) < 1e-3, name
+        np.testing.assert_allclose(after2[name], after1[name], rtol=0, atol=5e-5, err_msg=name)
     # Standard tower placement: variables on /cpu:0, tower i's compute on devices[i].
     ops = graph.get_operations()
     variables = [op for op in ops if op.type in ('VariableV2', 'VarHandleOp')

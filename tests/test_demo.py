@@ -46,7 +46,7 @@ def test_shipped_checkpoint_is_weights_only_default_model(name):
                for f in os.listdir(DEMO_CHECKPOINT))
     assert size < 4e6
     settings = utils.load_settings(DEMO_CHECKPOINT)
-    assert settings['model'] == {'stages': 3, 'channels': 32, 'input_channels': 3,
+    assert settings['model'] == {'stages': 3, 'channels': 32,
                                  'dilations': [1, 2, 3], 'shared_attention': True,
                                  'skip_connections': True}
 

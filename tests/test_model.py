@@ -15,14 +15,10 @@ tf.disable_v2_behavior()
 AUTHORS_INDEX = os.path.join(SHARED, 'reference', 'ReMAEN_Rain100L_32.index')
 
 
-
-
 def build(config=None, shape=(None, None, None, 3)):
     images = tf.placeholder(tf.float32, shape)
     output, end_points = model.remaen(images, config, reuse=tf.AUTO_REUSE)
     return images, output, end_points['residual'], end_points
-
-
 
 
 def test_default_variables_equal_manifest():
@@ -218,3 +214,26 @@ def test_settings_booleans_and_defaults():
              '--batch_size', '32']
     args = settings.parse_args(paper)
     assert args.is_testing and not args.is_training and args.testset_size == 100
+
+
+def test_settings_of_earlier_versions_and_no_channel_flag():
+    # Settings written before --input_channels was removed still load when they say 3.
+    stored = dict(ModelConfig().to_dict(), input_channels=3)
+    assert ModelConfig.from_dict(stored) == ModelConfig()
+    assert 'input_channels' not in ModelConfig().to_dict()
+    with pytest.raises(ValueError, match='input_channels=1'):
+        ModelConfig.from_dict(dict(stored, input_channels=1))
+    import settings
+    with pytest.raises(SystemExit):
+        settings.build_parser().parse_args(['--input_channels', '3'])
+
+
+def test_stored_one_channel_model_is_a_usage_error(tmp_path):
+    import inference
+    from errors import UsageError
+    utils.save_settings(str(tmp_path), {'model': dict(ModelConfig().to_dict(),
+                                                      input_channels=1)})
+    with pytest.raises(UsageError, match='input_channels=1'):
+        inference.stored_config(str(tmp_path))
+    with pytest.raises(UsageError, match=str(tmp_path)):
+        inference.check_settings(str(tmp_path), ModelConfig())

@@ -20,12 +20,6 @@ tf.disable_v2_behavior()
 SIZE = 24
 
 
-
-
-
-
-
-
 def conv_count(graph, prefix):
     return sum(1 for op in graph.get_operations()
                if op.type == 'Conv2D' and op.name.startswith(prefix))
@@ -94,8 +88,6 @@ def test_mixed_precision_is_float16_compute_close_to_float32(forward_outputs):
     difference = np.abs(forward_outputs['half'] - forward_outputs['reference']).max()
     # float16 has an 11-bit mantissa: close, but not the float32 numbers.
     assert 1e-6 < difference < 2e-2
-
-
 
 
 def test_fused_training_gradients_equal_reference():
@@ -223,3 +215,32 @@ def test_bench_quality_phase_measures_the_paper_psnr(tmp_path):
     clean = cv2.imread(str(tmp_path / 'target' / '51.png')) / 255.0
     # The shipped model improves on the rainy input.
     assert result['psnr'][0] > metrics.evaluate(rain, clean)['psnr']
+
+
+def test_flop_count_of_known_ops():
+    import profiling
+    with tf.Graph().as_default() as graph:
+        images = tf.placeholder(tf.float32, [1, 5, 6, 4])
+        tf.nn.conv2d(images, tf.zeros([3, 3, 4, 8]), 1, 'SAME')
+        tf.nn.depthwise_conv2d(images, tf.zeros([3, 3, 4, 1]), [1, 1, 1, 1], 'VALID')
+        tf.matmul(tf.zeros([2, 3]), tf.zeros([3, 7]))
+        counted = profiling.count_flops(graph)
+    assert counted['by_type'] == {'Conv2D': 5 * 6 * 8 * 9 * 4,
+                                  'DepthwiseConv2dNative': 3 * 4 * 4 * 9,
+                                  'MatMul': 2 * 7 * 3}
+    assert counted['ops'] == 3 and counted['macs'] == sum(counted['by_type'].values())
+
+
+def test_forward_macs_counts_the_factory_graph():
+    import profiling
+    counts = {}
+    for size in ((8, 8), (8, 16)):
+        with tf.Graph().as_default() as graph:
+            net = model.build_inference_graph(image_size=size)
+            assert net.images.shape.as_list() == [1, size[0], size[1], 3]
+            counts[size] = profiling.count_flops(graph)
+        assert profiling.forward_macs(model.ModelConfig(), size) == counts[size]['macs']
+    small, large = counts[(8, 8)]['by_type'], counts[(8, 16)]['by_type']
+    # Convolutions scale with the pixels; the SE blocks' fully connected layers do not.
+    assert large['Conv2D'] == 2 * small['Conv2D']
+    assert large['MatMul'] == small['MatMul'] > 0

@@ -103,3 +103,15 @@ def test_tile_progress_one_progress_per_image_with_a_note():
     assert lines.count('note: the rest of this image (6 tile runs) will take about 4 min') == 2
     finals = [line for line in lines if 'done in' in line]
     assert finals == ['tiles: 8/8 tile (100.0%), 40.00 s/tile, done in 5 min'] * 2
+
+
+def test_final_line_once_even_past_total():
+    clock, stream = FakeClock(), io.StringIO()
+    with progress.Progress(2, 'derain', unit='img', stream=stream, every_seconds=1,
+                           clock=clock) as bar:
+        for _ in range(4):
+            clock.now += 5
+            bar.update(1)
+    assert stream.getvalue().splitlines() == [
+        'derain: 1/2 img (50.0%), 5.00 s/img, ~5 s left',
+        'derain: 2/2 img (100.0%), 5.00 s/img, done in 10 s']

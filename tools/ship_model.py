@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,14 +39,9 @@ def build_parser():
 
 
 def _cpu():
-    try:
-        with open('/proc/cpuinfo') as handle:
-            for line in handle:
-                if line.startswith('model name'):
-                    return '%s, %d cores' % (line.split(':', 1)[1].strip(), os.cpu_count())
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
+    """'<CPU model>, <N> cores' of this machine."""
+    import profiling
+    return '%s, %d cores' % profiling.machine_description()
 
 
 def photo_strip(derainer, photo, name, width):

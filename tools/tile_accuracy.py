@@ -157,7 +157,9 @@ def summarize(rows):
     for tile in sorted({r['tile'] for r in rows}):
         mine = [r for r in rows if r['tile'] == tile]
         means[str(tile)] = {k: sum(r[k] for r in mine) / len(mine) for k in keys}
-        means[str(tile)]['worst_dpsnr_clean'] = min(r['dpsnr_clean'] for r in mine)
+        # The change of largest magnitude (either sign), and the farthest from the whole pass.
+        means[str(tile)]['worst_dpsnr_clean'] = max((r['dpsnr_clean'] for r in mine), key=abs)
+        means[str(tile)]['min_psnr_vs_whole'] = min(r['psnr_vs_whole'] for r in mine)
     return means
 
 

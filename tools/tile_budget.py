@@ -1,16 +1,18 @@
 """Peak memory and time of tiled inference on a large photo, from a few tile runs.
 
 A 12-megapixel photo takes tens of minutes on a 2-core CPU even in the fast mode, so by
-default this times only ``--runs`` interior tiles (full-size crops, the most expensive) of
-each pass and extrapolates: seconds per crop pixel of each pass, times the crop pixels of all
-tiles of that pass (``tiling.relative_cost``'s count). ``--full`` derains the whole image
-instead (for smaller sizes; it also checks the estimate). Peak memory is the process's
-``ru_maxrss``, i.e. TensorFlow's runtime (~0.65 GB) plus the largest crop's activations.
+default this runs ONE tile of each crop shape of each pass (a grid has at most 3 x 3 shapes:
+first, middle and last row/column) and multiplies each time by the number of tiles of that
+shape. ``--runs N`` times only the N most frequent shapes and estimates the others from the
+time per pixel. ``--full`` derains the whole image instead (for smaller sizes; it also checks
+the estimate). Peak memory is the process's peak resident size (``profiling.peak_rss_mb``):
+TensorFlow's runtime and the image (~0.8-1 GB) plus the crops' activations; every crop shape
+has run once, as in a full run.
 Only the tile graphs are built, as in ``--tile`` deraining.
 
 Example::
 
-    python tools/tile_budget.py --size 4000x3000 --tile 512 --runs 2   # 12 MP, estimate
+    python tools/tile_budget.py --size 4000x3000 --tile 512             # 12 MP, estimate
     python tools/tile_budget.py --size 1280x960 --tile 512 --full      # measured end to end
 
 The last line is a JSON object with every number.
@@ -18,7 +20,6 @@ The last line is a JSON object with every number.
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -26,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import quiet  # noqa: E402  (must run before TensorFlow is imported)
+import profiling  # noqa: E402
 
 
 def build_parser():
@@ -39,40 +41,51 @@ def build_parser():
     parser.add_argument('--tile', type=int, default=512)
     parser.add_argument('--tile_overlap', type=int, default=None,
                         help='last-pass halo (default tiling.default_overlap(mode="fast"))')
-    parser.add_argument('--runs', type=int, default=2, help='timed interior tiles per pass')
+    parser.add_argument('--runs', type=int, default=0,
+                        help='timed crop shapes per pass (0 = all, at most 9)')
     parser.add_argument('--full', action='store_true', help='derain the whole image')
     parser.add_argument('--verbose', action='store_true')
     return parser
 
 
-def max_rss_mb():
-    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def interior_boxes(height, width, tile, count):
-    """Up to ``count`` tiles whose crops are not cut by the border (largest crops first)."""
+def crop_shapes(height, width, tile, halo):
+    """Group the tiles by crop shape: {(crop_h, crop_w): [boxes]} (at most 9 shapes in 2D)."""
     import tiling
-    boxes = tiling.tile_interiors(height, width, tile)
-    inner = [b for b in boxes if b[0] > 0 and b[2] > 0 and b[1] < height and b[3] < width
-             and b[1] - b[0] == tile and b[3] - b[2] == tile]
-    return (inner or boxes)[:count]
+    groups = {}
+    for box in tiling.tile_interiors(height, width, tile):
+        (cy0, cy1, cx0, cx1), _ = tiling.halo_crop(box, halo, height, width)
+        groups.setdefault((cy1 - cy0, cx1 - cx0), []).append(box)
+    return groups
 
 
-def time_pass(session, tiled, fetch, image, boxes, halo, squeezes):
-    """Seconds per crop pixel of ``fetch`` over ``boxes`` (after the runs)."""
+def time_pass(session, tiled, fetch, image, tile, halo, squeezes, max_shapes=0):
+    """Estimated seconds of one pass: one timed run per crop shape, times its tile count.
+
+    Shapes beyond ``max_shapes`` (0 = none) are estimated from the mean time per pixel of the
+    timed ones (the most frequent shapes are timed first).
+
+    Returns:
+      (estimated seconds of the pass, timed runs, seconds per pixel of the timed runs).
+    """
     import tiling
     height, width = image.shape[:2]
-    pixels = 0
-    start = time.perf_counter()
-    for _ in tiling._tile_runs(session, tiled, fetch, image, boxes, halo, squeezes,
-                               lambda: None):
-        pass
-    seconds = time.perf_counter() - start
-    for box in boxes:
-        (cy0, cy1, cx0, cx1), _ = tiling.halo_crop(box, halo, height, width)
-        pixels += (cy1 - cy0) * (cx1 - cx0)
-    return seconds / pixels, seconds / len(boxes)
+    groups = sorted(crop_shapes(height, width, tile, halo).items(),
+                    key=lambda item: -len(item[1]))
+    timed = groups[:max_shapes] if max_shapes else groups
+    seconds, timed_seconds, timed_pixels = 0.0, 0.0, 0
+    for (rows, cols), boxes in timed:
+        start = time.perf_counter()
+        for _ in tiling._tile_runs(session, tiled, fetch, image, boxes[:1], halo, squeezes,
+                                   lambda: None):
+            pass
+        spent = time.perf_counter() - start
+        seconds += spent * len(boxes)
+        timed_seconds += spent
+        timed_pixels += rows * cols
+    rate = timed_seconds / timed_pixels
+    for (rows, cols), boxes in groups[len(timed):]:
+        seconds += rate * rows * cols * len(boxes)
+    return seconds, len(timed), rate
 
 
 def main(argv=None):
@@ -102,7 +115,7 @@ def main(argv=None):
         utils.restore(session, utils.find_checkpoint(args.checkpoint), model.model_variables())
     small = np.full((48, 48, 3), 0.5, np.float32)
     tiling.derain_fast(session, tiled, small, 24, 8)               # set-up of both fetches
-    rss_ready = max_rss_mb()
+    rss_ready = profiling.peak_rss_mb()
     result = {'size': '%dx%d' % (width, height), 'megapixels': width * height / 1e6,
               'tile': args.tile, 'halos': halos, 'rss_ready_mb': rss_ready,
               'tiles': len(tiling.tile_interiors(height, width, args.tile)),
@@ -112,19 +125,16 @@ def main(argv=None):
         tiling.derain_fast(session, tiled, image, args.tile, overlap)
         result['seconds'] = time.perf_counter() - start
     else:
-        boxes = interior_boxes(height, width, args.tile, args.runs)
-        rate1, tile1 = time_pass(session, tiled, tiled.local_sums, image, boxes, halos[0], ())
         squeezes = [np.zeros([1, config.channels], np.float32)] * len(tiled.squeezes)
-        rate2, tile2 = time_pass(session, tiled, tiled.output, image, boxes, halos[1],
-                                 squeezes)
-        pixels = height * width
-        cost1 = tiling.relative_cost(height, width, args.tile, halos[:1])
-        cost2 = tiling.relative_cost(height, width, args.tile, halos[1:])
-        result.update({'timed_tiles_per_pass': len(boxes), 'pass1_seconds_per_tile': tile1,
-                       'pass2_seconds_per_tile': tile2,
-                       'microseconds_per_pixel': [rate1 * 1e6, rate2 * 1e6],
-                       'estimated_seconds': pixels * (rate1 * cost1 + rate2 * cost2)})
-    result['peak_rss_mb'] = max_rss_mb()
+        passes = [time_pass(session, tiled, tiled.local_sums, image, args.tile, halos[0], (),
+                            args.runs),
+                  time_pass(session, tiled, tiled.output, image, args.tile, halos[1],
+                            squeezes, args.runs)]
+        result.update({'timed_runs': sum(p[1] for p in passes),
+                       'pass_seconds': [p[0] for p in passes],
+                       'microseconds_per_pixel': [p[2] * 1e6 for p in passes],
+                       'estimated_seconds': sum(p[0] for p in passes)})
+    result['peak_rss_mb'] = profiling.peak_rss_mb()
     session.close()
     seconds = result.get('seconds', result.get('estimated_seconds'))
     print('%s (%.1f MP), tile %d, halos %s: %d tiles, %.2f whole passes of pixels; %s %.0f s '

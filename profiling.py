@@ -1,0 +1,225 @@
+"""What the network costs on this machine: counted multiply-adds, memory, a reference conv.
+
+The measuring parts of ``bench.py`` (and of the tools that time tiles or describe where a
+model was trained), apart from its phases and driver:
+
+* ``count_flops`` / ``forward_macs``: multiply-adds counted from a graph's ops, never
+  hard-coded;
+* ``peak_rss_mb`` / ``current_rss_mb``: this process's memory (VmHWM / VmRSS);
+* ``ConvProbe``: the speed of one plain 3x3 32->32 convolution, the unit of every ratio;
+* ``machine_description`` / ``device_description``: CPU model and usable cores, GPUs;
+* ``train_step_seconds``: the time of one training step (``reproduce.py``'s estimate).
+"""
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+CONV_SHAPE = (1, 321, 481, 32)
+FLOP_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul', 'Conv2DBackpropInput',
+            'Conv2DBackpropFilter')
+
+
+def _tf():
+    import quiet
+    return quiet.import_tf()
+
+
+def count_flops(graph, scope=None):
+    """Multiply-adds of the convolutions and matrix products of a graph with static shapes.
+
+    Per op: Conv2D = output elements x kh x kw x C_in; DepthwiseConv2dNative = output
+    elements x kh x kw; MatMul = output elements x inner dimension; Conv2DBackpropInput and
+    Conv2DBackpropFilter = elements of the output gradient x kh x kw x C_in (the cost of the
+    matching forward convolution). Element-wise ops are not counted.
+
+    Args:
+      graph: tf.Graph whose counted ops have fully defined shapes.
+      scope: count only ops whose name starts with this prefix (e.g. ``'derainNet/'`` for
+        the forward pass of a training graph); None = all.
+
+    Returns:
+      dict: ``macs`` (int, total), ``by_type`` ({op type: macs}), ``ops`` (count).
+
+    Raises:
+      ValueError: a counted op has an unknown shape (build the graph with static shapes).
+    """
+    by_type, ops = {}, 0
+    for op in graph.get_operations():
+        if op.type not in FLOP_OPS or (scope and not op.name.startswith(scope)):
+            continue
+        if op.type == 'MatMul':
+            a_shape = op.inputs[0].shape.as_list()
+            inner = a_shape[0] if op.get_attr('transpose_a') else a_shape[1]
+            out, per_output = op.outputs[0].shape, inner
+        elif op.type == 'Conv2DBackpropFilter':
+            kh, kw, cin, _ = op.outputs[0].shape.as_list()
+            out, per_output = op.inputs[2].shape, kh * kw * cin
+        elif op.type == 'Conv2DBackpropInput':
+            kh, kw, cin, _ = op.inputs[1].shape.as_list()
+            out, per_output = op.inputs[2].shape, kh * kw * cin
+        else:
+            kh, kw, cin, _ = op.inputs[1].shape.as_list()
+            out = op.outputs[0].shape
+            per_output = kh * kw * (cin if op.type == 'Conv2D' else 1)
+        if not out.is_fully_defined() or per_output is None:
+            raise ValueError('op %s (%s) has an unknown shape %s; count FLOPs on a graph '
+                             'built with static shapes' % (op.name, op.type, out))
+        by_type[op.type] = by_type.get(op.type, 0) + out.num_elements() * per_output
+        ops += 1
+    return {'macs': sum(by_type.values()), 'by_type': by_type, 'ops': ops}
+
+
+def forward_macs(config, size, fused=True, inference=True):
+    """Multiply-adds of one forward pass of the network on one [H, W] = ``size`` image.
+
+    Counted on ``model.build_inference_graph`` built with a static image size. ``fused`` and
+    ``inference`` must be those of the graph that is timed (``inference`` decides whether
+    dilated convs are counted as direct ops or on padded phase images).
+    """
+    tf = _tf()
+    import model
+    with tf.Graph().as_default() as graph:
+        model.build_inference_graph(config, image_size=size, fused=fused,
+                                    direct_dilation=inference)
+        return count_flops(graph)['macs']
+
+
+def _proc_status_mb(field):
+    """A ``/proc/self/status`` memory field (e.g. ``'VmRSS'``) in MB, or None without /proc."""
+    try:
+        with open('/proc/self/status') as handle:
+            for line in handle:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process in MB (VmHWM; ru_maxrss where /proc is absent)."""
+    peak = _proc_status_mb('VmHWM')
+    if peak is not None:
+        return peak
+    import resource
+    scale = 1.0 if sys.platform == 'darwin' else 1024.0  # bytes on macOS, KB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024.0
+
+
+def current_rss_mb():
+    """Resident memory of this process now, in MB (0 where /proc is absent)."""
+    return _proc_status_mb('VmRSS') or 0.0
+
+
+class ConvProbe(object):
+    """The reference convolutions, in their own graph and session (same threads settings).
+
+    ``plain()`` / ``dilated()`` return GFLOP/s: median of ``runs`` timed runs after one
+    warm-up, 2 FLOPs per multiply-add, on a CONV_SHAPE tensor.
+    """
+
+    def __init__(self, session_config, runs=5):
+        tf = _tf()
+        import tf_slim as slim
+        self.runs = runs
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.inputs = tf.placeholder(tf.float32, CONV_SHAPE)
+            channels = CONV_SHAPE[-1]
+            weights = tf.get_variable('weights', [3, 3, channels, channels])
+            biases = tf.get_variable('biases', [channels])
+            self.plain_op = tf.nn.bias_add(
+                tf.nn.conv2d(self.inputs, weights, 1, 'SAME'), biases).op
+            self.dilated_op = slim.conv2d(self.inputs, channels, [3, 3], rate=2,
+                                          activation_fn=None, scope='dilated').op
+            self.session = tf.Session(config=session_config)
+            self.session.run(tf.global_variables_initializer())
+        self.feed = {self.inputs: np.random.default_rng(0).random(CONV_SHAPE, np.float32)}
+        self.macs = int(np.prod(CONV_SHAPE[:3])) * 9 * channels * channels
+
+    def _rate(self, op):
+        self.session.run(op, self.feed)
+        times = []
+        for _ in range(self.runs):
+            start = time.perf_counter()
+            self.session.run(op, self.feed)
+            times.append(time.perf_counter() - start)
+        return 2.0 * self.macs / float(np.median(times)) / 1e9
+
+    def plain(self):
+        return self._rate(self.plain_op)
+
+    def dilated(self):
+        return self._rate(self.dilated_op)
+
+    def close(self):
+        self.session.close()
+
+
+def machine_description():
+    """(CPU model name, logical cores usable by this process)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as handle:
+            for line in handle:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return cpu, cores
+
+
+def device_description():
+    """'N GPU(s)' when TensorFlow sees GPUs, else 'CPU only (N cores)'."""
+    import tensorflow as tf2
+    gpus = tf2.config.list_physical_devices('GPU')
+    if gpus:
+        return '%d GPU(s)' % len(gpus)
+    return 'CPU only (%d cores)' % machine_description()[1]
+
+
+def train_step_seconds(batch_size, patch_size, num_gpus=1, steps=5):
+    """Time training steps of the paper's network on random data (one warm-up step first).
+
+    Builds the same training graph as ``training.train`` (``model.build_train_graph`` with the
+    paper's settings and ``num_gpus`` towers); data loading and checkpoint saving are not
+    included (training.train reports how long it waited for data).
+
+    Args:
+      batch_size, patch_size: training batch shape (paper: 32 of 64x64).
+      num_gpus: towers on /gpu:0..N-1 (soft placement on machines with fewer).
+      steps: timed steps (>= 1).
+
+    Returns:
+      Seconds per iteration (float).
+    """
+    tf = _tf()
+    import model
+    import utils
+    graph = tf.Graph()
+    with graph.as_default():
+        shape = [batch_size, patch_size, patch_size, 3]
+        rain = tf.placeholder(tf.float32, shape)
+        clean = tf.placeholder(tf.float32, shape)
+        devices = ['/gpu:%d' % i for i in range(num_gpus)] if num_gpus > 1 else None
+        net = model.build_train_graph(rain, clean, devices=devices)
+        init = tf.global_variables_initializer()
+    graph.finalize()
+    rng = np.random.default_rng(0)
+    feed = {rain: rng.random(shape, dtype=np.float32),
+            clean: rng.random(shape, dtype=np.float32)}
+    with tf.Session(graph=graph, config=utils.session_config()) as sess:
+        sess.run(init)
+        sess.run(net.train_op, feed)
+        start = time.perf_counter()
+        for _ in range(max(1, steps)):
+            sess.run(net.train_op, feed)
+        return (time.perf_counter() - start) / max(1, steps)

@@ -155,11 +155,6 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- measuring
-def _tf():
-    import quiet
-    return quiet.import_tf()
-
-
 def _session_config(args, compute=None):
     """The session flags' ConfigProto, in ``compute`` precision (None = ``args.precision``)."""
     import utils
@@ -225,7 +220,8 @@ def run_train_phase(args):
       for the batcher), conv_gflops (list), forward_macs (per step), graph_macs (counted on
       the training graph), peak_rss_mb, data (str).
     """
-    tf = _tf()
+    import quiet
+    tf = quiet.import_tf()
     import dataloader
     import model
     config = model.ModelConfig()
@@ -276,7 +272,8 @@ def _restored_network(args, prefix, config):
     Returns:
       (session, images placeholder [1, H, W, 3], output [1, H, W, 3] clipped to [0, 1]).
     """
-    tf = _tf()
+    import quiet
+    tf = quiet.import_tf()
     import model
     import utils
     with tf.Graph().as_default():
@@ -352,7 +349,8 @@ def run_phase(args, phase, folder, extra=()):
 
 def make_checkpoint(folder):
     """Random (seeded) weights of the default network saved as ``folder/ReMAEN``."""
-    tf = _tf()
+    import quiet
+    tf = quiet.import_tf()
     import model
     import utils
     with tf.Graph().as_default():

@@ -63,13 +63,13 @@ def test_readme_demo_command_derains(tmp_path):
         results = json.load(handle)
     assert results['count'] == 5
     mean = results['mean']
-    # The demo checkpoint clearly removes rain: both protocols improve over the input.
-    assert mean['psnr'] > mean['input']['psnr'] + 2.0
-    assert mean['psnr_y'] > mean['input']['psnr_y'] + 2.0
     assert mean['ssim'] > mean['input']['ssim']
     card = model_card('light')['demo']     # measured when the light model was shipped
     for key in ('psnr', 'psnr_y'):
         assert abs(mean[key] - card[key]) < 0.05, (key, mean[key], card[key])
+        # The gain over the rainy input measured when the model was shipped, not a loose bound.
+        assert mean[key] - mean['input'][key] > card[key] - card['input'][key] - 0.05
+    assert abs(mean['ssim'] - card['ssim']) < 1e-3
 
 
 def model_card(name):

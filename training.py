@@ -41,7 +41,7 @@ Run = collections.namedtuple('Run', [
 # replicas: distributed.SyncReplicas of a TF_CONFIG worker, else None.
 Graph = collections.namedtuple('Graph', [
     'graph', 'rain', 'clean', 'net', 'psnr', 'summaries', 'saver', 'infer', 'init',
-    'restore_fn', 'broadcast', 'eval_summary', 'replicas'], defaults=(None,))
+    'restore_fn', 'broadcast', 'eval_summary', 'replicas', 'output'], defaults=(None, None))
 
 
 class StopFlag(object):
@@ -170,11 +170,12 @@ def build(args, run):
             precision=args.precision)
         clipped = tf.clip_by_value(net.output, 0.0, 1.0)
         psnr = tf.reduce_mean(tf.image.psnr(clipped, clean, max_val=1.0))
-        ssim = tf.reduce_mean(tf.image.ssim(clipped, clean, max_val=1.0))
+        # metrics/ssim is computed in numpy (batch_ssim_summary): SSIM's variances are small
+        # differences of large means, which a bf16 session would compute in bfloat16.
         summaries = tf.summary.merge([
             tf.summary.scalar('loss/total', net.loss), tf.summary.scalar('loss/mse', net.mse_loss),
             tf.summary.scalar('loss/edge', net.edge_loss),
-            tf.summary.scalar('metrics/psnr', psnr), tf.summary.scalar('metrics/ssim', ssim),
+            tf.summary.scalar('metrics/psnr', psnr),
             tf.summary.scalar('schedule/learning_rate', net.learning_rate)])
         optimizer_state = [v for v in tf.global_variables()
                            if v not in set(net.variables) and v is not net.global_step]
@@ -190,7 +191,28 @@ def build(args, run):
             replicas.build()
     graph.finalize()
     return Graph(graph, rain, clean, net, psnr, summaries, saver, infer, init, restore_fn,
-                 broadcast, eval_summary, replicas)
+                 broadcast, eval_summary, replicas, output=clipped)
+
+
+def batch_ssim_summary(output, clean):
+    """The ``metrics/ssim`` summary of a training batch, computed in float64 by ``metrics.ssim``.
+
+    Args:
+      output: float array (B, H, W, 3), the network output clipped to [0, 1].
+      clean: float array (B, H, W, 3) in [0, 1], the clean crops.
+
+    Returns:
+      tf.Summary with one value: the mean SSIM over the batch (paper protocol); None when the
+      crops are smaller than SSIM's 11x11 window.
+    """
+    import metrics
+    import quiet
+    if min(np.shape(output)[1:3]) < metrics.SSIM_WIN_SIZE:
+        return None
+    tf = quiet.import_tf()
+    value = float(np.mean([metrics.ssim(np.float64(o), np.float64(c))
+                           for o, c in zip(output, clean)]))
+    return tf.Summary(value=[tf.Summary.Value(tag='metrics/ssim', simple_value=value)])
 
 
 def _eval_summary_ops(tf, stages):
@@ -420,6 +442,7 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar):
                    'lr': net.learning_rate}
         if writer and (step + 1) % args.summary_every == 0:
             fetches['summary'] = graph.summaries
+            fetches['output'] = graph.output
         values = session.run(fetches, {graph.rain: rain_batch, graph.clean: clean_batch})
         if not math.isfinite(values['loss']):
             raise TrainingError(
@@ -431,6 +454,9 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar):
                    lr='%.0e' % values['lr'])
         if 'summary' in values:
             writer.add_summary(values['summary'], step)
+            ssim = batch_ssim_summary(values['output'], clean_batch)
+            if ssim is not None:
+                writer.add_summary(ssim, step)
         if not run.chief:
             continue
         if step % args.save_every == 0:

@@ -58,14 +58,15 @@ def checkpoint_step(folder):
     return prefix, int(tf.train.load_variable(prefix, 'global_step'))
 
 
-def logged_learning_rates(logs):
-    """{step: lr} from the events files; a file still being written is read up to its end."""
+def logged_learning_rates(logs, tag='schedule/learning_rate'):
+    """{step: value of tag} from the events files; a file still being written is read up to
+    its end."""
     rates = {}
     for path in glob.glob(os.path.join(logs, '*', 'events.*')):
         try:
             for event in tf.train.summary_iterator(path):
                 for value in event.summary.value:
-                    if value.tag == 'schedule/learning_rate':
+                    if value.tag == tag:
                         rates[event.step] = value.simple_value
         except tf.errors.DataLossError:
             pass  # the last record is half written (the run is still going)
@@ -98,6 +99,9 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     assert sorted(rates) == [1, 2, 3, 4]
     np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-3, 1e-4],
                                rtol=1e-6)
+    # The batch SSIM (computed in numpy beside the graph's summaries) is logged at every step.
+    ssims = logged_learning_rates(os.path.join(root, 'logs'), 'metrics/ssim')
+    assert sorted(ssims) == [1, 2, 3, 4] and all(-1.0 <= v <= 1.0 for v in ssims.values())
     check_test_outputs(root, second.stdout)
 
     exported = os.path.join(root, 'exported')

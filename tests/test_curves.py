@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import write_pairs
@@ -63,3 +64,23 @@ def test_testing_reports_every_stage(trained):
         assert os.path.isfile(image['compare'])
     assert len(results['mean']['stages']) == 3
     assert os.path.isfile(os.path.join(out, 'Tiny', 'index.html'))
+
+
+def test_batch_ssim_summary_is_the_paper_protocol_mean():
+    """metrics/ssim of a training batch equals scikit-image's SSIM, averaged over the batch,
+    on low-contrast crops where SSIM's variances are small differences of large means."""
+    from skimage.metrics import structural_similarity
+    rng = np.random.default_rng(3)
+    clean = np.clip(0.6 + 0.02 * rng.standard_normal((3, 24, 20, 3)), 0, 1)
+    output = np.clip(clean + 0.01 * rng.standard_normal(clean.shape), 0, 1)
+    output, clean = output.astype(np.float32), clean.astype(np.float32)
+    summary = training.batch_ssim_summary(output, clean)
+    (value,) = summary.value
+    assert value.tag == 'metrics/ssim'
+    expected = np.mean([structural_similarity(
+        np.float64(o), np.float64(c), channel_axis=-1, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, data_range=1.0) for o, c in zip(output, clean)])
+    assert 0.2 < expected < 0.95
+    assert value.simple_value == pytest.approx(expected, abs=1e-6)
+    # Crops smaller than the 11x11 window: no summary rather than an error.
+    assert training.batch_ssim_summary(output[:, :10], clean[:, :10]) is None

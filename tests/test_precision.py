@@ -299,7 +299,11 @@ def test_bf16_rewrite_ran_on_the_network(bf16_run):
     ops = bf16_run['bf16']['bf16_ops']
     assert bf16_run['bf16']['rewrite_active']
     # 3 stages x (24 MAEB + 3 path + 2 RMG + 7 fused GRU ...) convolutions: most in bf16.
-    assert ops.get('Conv2D', 0) >= 100 and ops.get('Cast', 0) > 0
+    # With TensorFlow's Eigen kernels (CPUs without bfloat16) they stay 'Conv2D'; with oneDNN
+    # on a bfloat16 CPU they run as '_MklNativeConv2D' and '_MklNativeFusedConv2D' (136 of
+    # them, measured on an AMD EPYC with avx512_bf16).
+    convs = sum(count for op, count in ops.items() if op.endswith('Conv2D'))
+    assert convs >= 100 and ops.get('Cast', 0) > 0
 
 
 @pytest.mark.slow

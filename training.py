@@ -210,8 +210,7 @@ def batch_ssim_summary(output, clean):
     if min(np.shape(output)[1:3]) < metrics.SSIM_WIN_SIZE:
         return None
     tf = quiet.import_tf()
-    value = float(np.mean([metrics.ssim(np.float64(o), np.float64(c))
-                           for o, c in zip(output, clean)]))
+    value = float(np.mean([metrics.ssim(o, c) for o, c in zip(output, clean)]))  # float64
     return tf.Summary(value=[tf.Summary.Value(tag='metrics/ssim', simple_value=value)])
 
 

@@ -58,19 +58,19 @@ def checkpoint_step(folder):
     return prefix, int(tf.train.load_variable(prefix, 'global_step'))
 
 
-def logged_learning_rates(logs, tag='schedule/learning_rate'):
+def logged_scalars(logs, tag):
     """{step: value of tag} from the events files; a file still being written is read up to
     its end."""
-    rates = {}
+    values = {}
     for path in glob.glob(os.path.join(logs, '*', 'events.*')):
         try:
             for event in tf.train.summary_iterator(path):
                 for value in event.summary.value:
                     if value.tag == tag:
-                        rates[event.step] = value.simple_value
+                        values[event.step] = value.simple_value
         except tf.errors.DataLossError:
             pass  # the last record is half written (the run is still going)
-    return rates
+    return values
 
 
 def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
@@ -93,14 +93,14 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     stored = dict(tf.train.list_variables(prefix))
     assert 'derainNet/RMG/Conv_1/weights/Adam' in stored
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 5, rel=1e-6)
-    rates = logged_learning_rates(os.path.join(root, 'logs'))
+    rates = logged_scalars(os.path.join(root, 'logs'), 'schedule/learning_rate')
     # lr x0.1 from global step 3 on (decay step 3): iterations 1-3 at 1e-3, 4 at 1e-4,
     # which only holds if the resumed run continued the global step.
     assert sorted(rates) == [1, 2, 3, 4]
     np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-3, 1e-4],
                                rtol=1e-6)
     # The batch SSIM (computed in numpy beside the graph's summaries) is logged at every step.
-    ssims = logged_learning_rates(os.path.join(root, 'logs'), 'metrics/ssim')
+    ssims = logged_scalars(os.path.join(root, 'logs'), 'metrics/ssim')
     assert sorted(ssims) == [1, 2, 3, 4] and all(-1.0 <= v <= 1.0 for v in ssims.values())
     check_test_outputs(root, second.stdout)
 
@@ -200,7 +200,8 @@ def test_sigint_saves_a_loadable_checkpoint(workspace):
     root, _ = workspace
     flags = common_flags(root)
     flags[flags.index('--checkpoint_dir') + 1] = os.path.join(root, 'ckpt_sigint')
-    flags[flags.index('--logs_dir') + 1] = os.path.join(root, 'logs_sigint')
+    logs = os.path.join(root, 'logs_sigint')
+    flags[flags.index('--logs_dir') + 1] = logs
     process = subprocess.Popen(
         [sys.executable, MAIN, '--is_training', 'True', '--train_dataset', 'Tiny',
          '--test_dataset', 'TinyTest', '--batch_size', '2', '--iterations', '100000',
@@ -208,7 +209,7 @@ def test_sigint_saves_a_loadable_checkpoint(workspace):
         stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     # Wait until training has started (the summary file gets its first scalars).
-    while time.time() < deadline and not logged_learning_rates(os.path.join(root, 'logs_sigint')):
+    while time.time() < deadline and not logged_scalars(logs, 'schedule/learning_rate'):
         time.sleep(1)
         assert process.poll() is None, process.stdout.read()
     process.send_signal(signal.SIGINT)

@@ -41,7 +41,7 @@ Run = collections.namedtuple('Run', [
 # replicas: distributed.SyncReplicas of a TF_CONFIG worker, else None.
 Graph = collections.namedtuple('Graph', [
     'graph', 'rain', 'clean', 'net', 'psnr', 'summaries', 'saver', 'infer', 'init',
-    'restore_fn', 'broadcast', 'eval_summary', 'replicas', 'output'], defaults=(None, None))
+    'restore_fn', 'broadcast', 'replicas', 'output'], defaults=(None, None))
 
 
 class StopFlag(object):
@@ -182,7 +182,6 @@ def build(args, run):
         saver = tf.train.Saver(net.variables + [net.global_step] + optimizer_state,
                                max_to_keep=args.keep_checkpoints)
         infer = model.build_inference_graph(run.config)
-        eval_summary = _eval_summary_ops(tf, run.config.stages) if run.eval_pairs else None
         init = tf.global_variables_initializer()
         restore_fn = (utils.make_restorer(run.prefix, net.variables, net.global_step,
                                           optional=optimizer_state) if run.prefix else None)
@@ -191,7 +190,7 @@ def build(args, run):
             replicas.build()
     graph.finalize()
     return Graph(graph, rain, clean, net, psnr, summaries, saver, infer, init, restore_fn,
-                 broadcast, eval_summary, replicas, output=clipped)
+                 broadcast, replicas, output=clipped)
 
 
 def batch_ssim_summary(output, clean):
@@ -206,24 +205,18 @@ def batch_ssim_summary(output, clean):
       crops are smaller than SSIM's 11x11 window.
     """
     import metrics
-    import quiet
     if min(np.shape(output)[1:3]) < metrics.SSIM_WIN_SIZE:
         return None
-    tf = quiet.import_tf()
     value = float(np.mean([metrics.ssim(o, c) for o, c in zip(output, clean)]))  # float64
-    return tf.Summary(value=[tf.Summary.Value(tag='metrics/ssim', simple_value=value)])
+    return scalar_summary({'metrics/ssim': value})
 
 
-def _eval_summary_ops(tf, stages):
-    """Placeholders + merged summary for the curve values ``eval/stage<s>/<metric>``."""
-    values = {}
-    ops = []
-    for stage in range(1, stages + 1):
-        for key in CURVE_COLUMNS[2:6]:
-            name = 'eval/stage%d/%s' % (stage, key)
-            values[name] = tf.placeholder(tf.float32, [], name=name.replace('/', '_'))
-            ops.append(tf.summary.scalar(name, values[name]))
-    return values, tf.summary.merge(ops)
+def scalar_summary(values):
+    """A tf.Summary of scalars computed outside the graph: ``{tag: float}``, in that order."""
+    import quiet
+    tf = quiet.import_tf()
+    return tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=value)
+                             for tag, value in values.items()])
 
 
 # ----------------------------------------------------------------------------- step 3
@@ -380,15 +373,10 @@ def run_evaluation(args, run, graph, session, writer, step, first):
     """Measure the curve point of ``step``; print it (and its cost the first time)."""
     means, seconds = evaluate_stages(session, graph.infer, run.eval_pairs)
     append_curve(os.path.join(run.log_dir, CURVE_FILE), step, means, seconds)
-    if writer is not None and graph.eval_summary is not None:
-        placeholders, merged = graph.eval_summary
-        feed = {}
-        for stage, values in enumerate(means, 1):
-            for key in CURVE_COLUMNS[2:6]:
-                value = values[key]
-                feed[placeholders['eval/stage%d/%s' % (stage, key)]] = \
-                    float('nan') if value is None else value
-        writer.add_summary(session.run(merged, feed), step)
+    if writer is not None:
+        writer.add_summary(scalar_summary({
+            'eval/stage%d/%s' % (stage, key): float('nan') if values[key] is None else values[key]
+            for stage, values in enumerate(means, 1) for key in CURVE_COLUMNS[2:6]}), step)
     stages = '  '.join('stage %d %.2f dB / %.4f' % (s, v['psnr'], v['ssim'] or float('nan'))
                        for s, v in enumerate(means, 1))
     text = 'eval @ %d on %d image(s): %s' % (step, len(run.eval_pairs), stages)

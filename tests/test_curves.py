@@ -84,3 +84,24 @@ def test_batch_ssim_summary_is_the_paper_protocol_mean():
     assert value.simple_value == pytest.approx(expected, abs=1e-6)
     # Crops smaller than the 11x11 window: no summary rather than an error.
     assert training.batch_ssim_summary(output[:, :10], clean[:, :10]) is None
+
+
+def test_curve_values_also_go_to_tensorboard(trained):
+    """eval/stage<s>/<metric> in the events file equal the curve.csv rows, at the same steps."""
+    import glob
+    import quiet
+    tf = quiet.import_tf()
+    root, _ = trained
+    run_dir = os.path.join(root, 'logs', 'ReMAEN_Tiny_1')
+    logged = {}
+    for path in glob.glob(os.path.join(run_dir, 'events.*')):
+        for event in tf.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag.startswith('eval/'):
+                    logged[(event.step, value.tag)] = value.simple_value
+    rows = training.read_curve(os.path.join(run_dir, 'curve.csv'))
+    expected = {(r['step'], 'eval/stage%d/%s' % (r['stage'], key)): r[key]
+                for r in rows for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y')}
+    assert sorted(logged) == sorted(expected)
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, abs=1e-4), key

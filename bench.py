@@ -12,11 +12,19 @@ framework runs ONE such convolution, so everything is reported as a ratio to tha
   path: SpaceToBatchND + Conv2D + BatchToSpaceND).
 * ``infer_*``: the full default model on one 321x481 image (Rain100 test size) restored from
   a checkpoint (random weights saved to a temporary checkpoint unless ``--checkpoint`` is
-  given) through ``utils.restore``, in a graph built once for any image size as
+  given) through ``checkpoints.restore``, in a graph built once for any image size as
   ``main.Derainer`` does; ``infer_large_*`` the same on a 1024x1024 image.
 * ``train_*``: one training step (forward + backward + Adam) on batch 32 of 64x64 crops fed
   through ``feed_dict`` from ``dataloader.TrainBatcher`` on the real training set, as
   ``main.train`` does; ``feed_fraction`` = time the step waits for the batcher / step time.
+  Dilated convolutions are single ``Conv2D`` ops where the kernels differentiate them
+  (oneDNN), as in training. The table then lists where one more traced step spends its time
+  (``profiling.step_breakdown``: op types of the kernels that ran, their dtype, the casts;
+  ``train_top_ops``, ``train_casts``).
+* ``train_command_s``: the real training command (``main.py --is_training`` with the Rain100L
+  campaign's settings but no evaluations, in this benchmark's batch, threads and precision)
+  run for a few iterations; the median seconds per iteration it prints itself.
+  ``train_command_ratio`` = that / ``train_step_s``: what the command adds to the bare step.
 * ``*_bf16``: fp32 against bf16 (``precision.py``: oneDNN's bfloat16 rewrite, float32
   variables) in the same run: ``infer_speedup_bf16`` = fp32 time / bf16 time of the
   inference at ``--size``, ``train_speedup_bf16`` the same for the training step, and
@@ -24,6 +32,12 @@ framework runs ONE such convolution, so everything is reported as a ratio to tha
   ``metrics.evaluate``) over the demo pairs (``--bf16_data``; quick: the first one) derained
   with ``--bf16_checkpoint``. Only on CPUs with bfloat16 instructions (``bf16_supported``);
   elsewhere bfloat16 would only be emulated, so nothing is timed and the three are null.
+* ``large_photo_*``: ``python main.py --input photo.jpg`` with default flags, end to end
+  (graph, restore, read, the automatic whole/tiled choice, derain, write), on a 4000x3000
+  photo (``--large_photo_size``; ``data/real/1.jpg`` enlarged): ``large_photo_s`` seconds,
+  ``large_photo_ratio`` = its seconds per pixel / those of the ``--size`` inference of the
+  same run, ``peak_rss_mb_large_photo`` its process's peak memory; ``large_photo_choice`` the
+  line saying whole or tiled (docs/tiling.md).
 * ``peak_rss_mb_*``: peak resident memory (VmHWM) of the process that ran each phase. Every
   phase runs in its own subprocess, so the numbers do not mix; they include the TensorFlow
   runtime (``baseline_rss_mb``: the same process after building and restoring, before the
@@ -47,9 +61,12 @@ runs in float32, whatever ``--precision`` says. The last line printed is one JSO
 with every number.
 """
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,14 +74,18 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+import errors  # noqa: E402
+import main as cli  # noqa: E402
 import precision  # noqa: E402
 from profiling import (CONV_SHAPE, ConvProbe, count_flops, current_rss_mb,  # noqa: E402
-                       forward_macs, machine_description, peak_rss_mb)
+                       forward_macs, machine_description, peak_rss_mb, step_breakdown)
 from settings import add_session_flags, positive_int, str2bool  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+BREAKDOWN_TOP = 12  # op types listed by the training-step breakdown
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'Rain100L-train')
 # The fp32-vs-bf16 quality check: the shipped light checkpoint on the demo pairs.
 BF16_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'ReMAEN_light')
@@ -75,9 +96,15 @@ RESULT_FIELDS = (
     'infer_s', 'infer_gflops', 'infer_ratio', 'peak_rss_mb_infer',
     'infer_large_s', 'infer_large_gflops', 'infer_large_ratio', 'peak_rss_mb_infer_large',
     'train_step_s', 'train_gflops', 'train_ratio', 'feed_fraction', 'peak_rss_mb_train',
+    'train_command_s', 'train_command_ratio',
     'baseline_rss_mb')
 # The fp32-vs-bf16 fields: a bool and three numbers, null where bf16 is not supported.
-BF16_FIELDS = ('bf16_supported', 'infer_speedup_bf16', 'train_speedup_bf16', 'bf16_psnr_delta')
+BF16_FIELDS = ('bf16_supported', 'infer_speedup_bf16', 'train_speedup_bf16', 'bf16_psnr_delta',
+               'train_command_s_bf16', 'train_command_ratio_bf16')
+# The large-photo phase: its numbers (null with --large_photo False), the photo it enlarges.
+LARGE_PHOTO_FIELDS = ('large_photo_s', 'large_photo_ratio', 'peak_rss_mb_large_photo')
+LARGE_PHOTO_SOURCE = os.path.join(ROOT, 'data', 'real', '1.jpg')
+LARGE_PHOTO_SIZE = {'full': (3000, 4000), 'quick': (120, 160)}
 
 
 def parse_size(text):
@@ -106,6 +133,11 @@ def build_parser():
                         help='inference size HxW (default 321x481; quick: 64x64)')
     parser.add_argument('--large_size', type=parse_size, default=None,
                         help='large inference size HxW (default 1024x1024; quick: 96x96)')
+    parser.add_argument('--large_photo', type=str2bool, default=True,
+                        help='time main.py --input on a large photo, end to end (default True)')
+    parser.add_argument('--large_photo_size', type=parse_size, default=None,
+                        help='that photo\'s size HxW (default 3000x4000, 12 MP; quick: '
+                             '120x160)')
     parser.add_argument('--batch_size', type=positive_int, default=None,
                         help='training batch (default 32; quick: 2)')
     parser.add_argument('--patch_size', type=positive_int, default=None,
@@ -113,6 +145,11 @@ def build_parser():
     parser.add_argument('--repeats', type=positive_int, default=None,
                         help='timed runs at the inference size and timed training steps '
                              '(default 2 and 1; quick: 1); the large size is timed once')
+    parser.add_argument('--train_steps', type=positive_int, default=None,
+                        help='timed training steps after the warm-up (default 3; quick: 1)')
+    parser.add_argument('--command_iterations', type=positive_int, default=None,
+                        help='iterations of the real training command timed by the command '
+                             'phase (default 8; quick: 3)')
     parser.add_argument('--data_path', type=str, default=DEFAULT_DATA,
                         help='training pairs for the batcher (default the shared '
                              'Rain100L-train; random images when it does not exist)')
@@ -134,7 +171,9 @@ def build_parser():
     parser.add_argument('--json_out', type=str, default=None,
                         help='also write the final JSON object to this file')
     # Internal: run one phase in this process and write its result to --phase_out.
-    parser.add_argument('--phase', choices=['infer', 'train', 'quality'], default=None,
+    parser.add_argument('--phase', choices=['infer', 'train', 'quality', 'command',
+                                            'large_photo'],
+                        default=None,
                         help=argparse.SUPPRESS)
     parser.add_argument('--warmup_size', type=parse_size, default=None, help=argparse.SUPPRESS)
     parser.add_argument('--phase_out', type=str, default=None, help=argparse.SUPPRESS)
@@ -145,9 +184,9 @@ def parse_args(argv=None):
     """Parse ``argv`` and fill the size defaults of the full or quick mode."""
     args = build_parser().parse_args(argv)
     full = {'size': (321, 481), 'large_size': (1024, 1024), 'batch_size': 32,
-            'patch_size': 64, 'repeats': 2}
+            'patch_size': 64, 'repeats': 2, 'train_steps': 3, 'command_iterations': 8}
     quick = {'size': (64, 64), 'large_size': (96, 96), 'batch_size': 2, 'patch_size': 32,
-             'repeats': 1, 'bf16_pairs': 1}
+             'repeats': 1, 'bf16_pairs': 1, 'train_steps': 1, 'command_iterations': 3}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -218,7 +257,8 @@ def run_train_phase(args):
     Returns:
       dict: seconds (list of step times, batch fetch included), wait (list of seconds waited
       for the batcher), conv_gflops (list), forward_macs (per step), graph_macs (counted on
-      the training graph), peak_rss_mb, data (str).
+      the training graph), peak_rss_mb, data (str), breakdown (``step_breakdown`` of one
+      more step), direct_dilation (bool).
     """
     import quiet
     tf = quiet.import_tf()
@@ -232,8 +272,10 @@ def run_train_phase(args):
         tf.set_random_seed(0)
         rain = tf.placeholder(tf.float32, shape, name='rain')
         clean = tf.placeholder(tf.float32, shape, name='clean')
+        # As training.build does: direct dilated convs where the kernels differentiate them.
+        direct = precision.direct_dilation_trainable(_session_config(args))
         net = model.build_train_graph(rain, clean, config, fused=args.fused,
-                                      precision=args.precision)
+                                      precision=args.precision, direct_dilation=direct)
         init = tf.global_variables_initializer()
         forward = count_flops(graph, scope='derainNet/')['macs']
         total = count_flops(graph)['macs']
@@ -252,18 +294,23 @@ def run_train_phase(args):
 
             step()  # warm-up
             seconds, wait, conv = [], [], [probe.plain()]
-            for _ in range(args.repeats if args.quick else max(1, args.repeats - 1)):
+            for _ in range(args.train_steps):
                 took, waited = step()
                 seconds.append(took)
                 wait.append(waited)
                 conv.append(probe.plain())
+            rain_batch, clean_batch = batcher.next_batch()
+            breakdown = step_breakdown(session, net.train_op,
+                                       {rain: rain_batch, clean: clean_batch},
+                                       top=BREAKDOWN_TOP)
         finally:
             batcher.close()
     peak = peak_rss_mb()
     session.close()
     probe.close()
     return {'seconds': seconds, 'wait': wait, 'conv_gflops': conv, 'forward_macs': forward,
-            'graph_macs': total, 'peak_rss_mb': peak, 'data': data}
+            'graph_macs': total, 'peak_rss_mb': peak, 'data': data, 'breakdown': breakdown,
+            'direct_dilation': direct}
 
 
 def _restored_network(args, prefix, config):
@@ -274,12 +321,12 @@ def _restored_network(args, prefix, config):
     """
     import quiet
     tf = quiet.import_tf()
+    import checkpoints
     import model
-    import utils
     with tf.Graph().as_default():
         net = model.build_inference_graph(config, fused=args.fused, precision=args.precision)
         session = tf.Session(config=_session_config(args))
-        utils.restore(session, prefix, model.model_variables())
+        checkpoints.restore(session, prefix, model.model_variables())
     return session, net.images, net.output
 
 
@@ -290,15 +337,14 @@ def run_quality_phase(args):
       dict: names (list), psnr (list, paper protocol: ``metrics.evaluate`` on the float
       output clipped to [0, 1]), checkpoint (the prefix), precision.
     """
+    import checkpoints
     import dataloader
-    import inference
     import metrics
-    import utils
-    prefix = utils.find_checkpoint(args.bf16_checkpoint)
+    prefix = checkpoints.find(args.bf16_checkpoint)
     if prefix is None:
-        raise utils.CheckpointError('no checkpoint in --bf16_checkpoint %s'
-                                    % args.bf16_checkpoint)
-    config = inference.stored_config(os.path.dirname(prefix))
+        raise checkpoints.CheckpointError('no checkpoint in --bf16_checkpoint %s'
+                                          % args.bf16_checkpoint)
+    config = checkpoints.stored_config(os.path.dirname(prefix))
     pairs, _ = dataloader.find_pairs(args.bf16_data, limit=args.bf16_pairs, verbose=False)
     session, images, output = _restored_network(args, prefix, config)
     names, psnr = [], []
@@ -311,7 +357,110 @@ def run_quality_phase(args):
     return {'names': names, 'psnr': psnr, 'checkpoint': prefix, 'precision': args.precision}
 
 
-PHASES = {'infer': run_infer_phase, 'train': run_train_phase, 'quality': run_quality_phase}
+# The Rain100L campaign's command (docs/training.md) without its evaluations (--eval_every 0:
+# a short run cannot amortise them; their cost is reported by the command on its own).
+TRAIN_COMMAND_FLAGS = ('--summary_every', '50', '--save_every', '100', '--keep_checkpoints',
+                       '2', '--sample_every', '1000', '--eval_every', '0', '--seed', '0')
+ITERATION_TIME = re.compile(r'Iteration time: ([0-9.]+) s per iteration')
+
+
+def run_train_command(args, folder, compute):
+    """Time the real training command, ``main.py --is_training``, in a fresh process.
+
+    Runs ``--command_iterations`` + 1 iterations of the campaign's command (batch, crops,
+    threads and ``compute`` precision of this benchmark) into ``folder`` and reads the median
+    seconds per iteration it prints (``training.IterationClock``: batch, step, fetches,
+    progress, summaries, saves; the first iteration left out).
+
+    Returns:
+      dict: seconds (float), command (str).
+    """
+    data = args.data_path
+    if not os.path.isdir(data):
+        data = os.path.join(folder, 'command_data')
+        os.makedirs(data, exist_ok=True)
+        _training_pairs(args.data_path, data, args.patch_size)
+    command = [sys.executable, os.path.join(ROOT, 'main.py'), '--is_training', 'True',
+               '--train_dataset', 'bench', '--data_path', data,
+               '--batch_size', str(args.batch_size), '--patch_size', str(args.patch_size),
+               '--iterations', str(args.command_iterations + 1), '--precision', compute,
+               '--intra_op_threads', str(args.intra_op_threads),
+               '--inter_op_threads', str(args.inter_op_threads), '--xla', str(args.xla),
+               '--checkpoint_dir', os.path.join(folder, 'command_' + compute, 'checkpoints'),
+               '--logs_dir', os.path.join(folder, 'command_' + compute, 'logs'),
+               '--sample_dir', os.path.join(folder, 'command_' + compute, 'samples')]
+    command += list(TRAIN_COMMAND_FLAGS)
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    found = ITERATION_TIME.search(done.stdout)
+    if done.returncode or not found:
+        raise RuntimeError('the training command failed (exit %d):\n%s'
+                           % (done.returncode, done.stdout[-3000:]))
+    shown = ' '.join(command[1:]).replace(ROOT + os.sep, '').replace(folder, '<tmp>')
+    return {'seconds': float(found.group(1)), 'command': shown}
+
+
+def large_photo_size(args):
+    """(H, W) of the large photo: ``--large_photo_size`` or the full/quick default."""
+    return args.large_photo_size or LARGE_PHOTO_SIZE['quick' if args.quick else 'full']
+
+
+def run_large_photo_phase(args):
+    """``main.py --input photo.jpg`` with default flags, end to end (one phase, this process).
+
+    ``LARGE_PHOTO_SOURCE`` enlarged (bicubic) to ``large_photo_size`` is saved as a JPEG in a
+    temporary folder and derained by ``main.main`` into it, as a user would run it (only
+    ``--test_dir`` points into the temporary folder).
+
+    Returns:
+      dict: seconds (float, ``main.main`` from the flags to the written results), peak_rss_mb,
+      choice (the line saying whole or tiled, and why), size ('WxH').
+    """
+    height, width = large_photo_size(args)
+    with tempfile.TemporaryDirectory() as folder:
+        photo = os.path.join(folder, 'photo.jpg')
+        cv2.imwrite(photo, cv2.resize(cv2.imread(LARGE_PHOTO_SOURCE), (width, height),
+                                      interpolation=cv2.INTER_CUBIC))
+        shown = io.StringIO()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(shown):
+            code = cli.main(['--input', photo, '--test_dir', os.path.join(folder, 'results')])
+        seconds = time.perf_counter() - start
+    if code:
+        raise RuntimeError('main.py --input failed (exit %d):\n%s' % (code, shown.getvalue()))
+    choice = [line for line in shown.getvalue().splitlines()
+              if line.startswith('Whole-image pass') or ': tiled, ' in line]
+    return {'seconds': seconds, 'peak_rss_mb': peak_rss_mb(), 'size': '%dx%d' % (width, height),
+            'choice': choice[0] if choice else None}
+
+
+def large_photo_summary(photo, infer, args):
+    """The LARGE_PHOTO_FIELDS (None when the phase did not run) and the photo's size and
+    choice; the ratio divides seconds per pixel by those of the ``--size`` inference."""
+    if photo is None:
+        return dict({key: None for key in LARGE_PHOTO_FIELDS}, large_photo_size=None,
+                    large_photo_choice=None)
+    pixels = float(np.prod(large_photo_size(args)))
+    reference = float(np.median(infer['seconds'])) / float(np.prod(args.size))
+    return {'large_photo_s': photo['seconds'], 'peak_rss_mb_large_photo': photo['peak_rss_mb'],
+            'large_photo_ratio': photo['seconds'] / pixels / reference,
+            'large_photo_size': photo['size'], 'large_photo_choice': photo['choice']}
+
+
+def print_large_photo(results, args):
+    """One line: the large photo's seconds, per-pixel ratio, peak memory and choice."""
+    if results['large_photo_s'] is None:
+        print('large photo: not measured (--large_photo False)')
+        return
+    print('large photo %s, main.py --input with default flags: %.1f s, %.2fx the seconds per '
+          'pixel of the %dx%d inference, peak %.0f MB; %s'
+          % ((results['large_photo_size'], results['large_photo_s'],
+              results['large_photo_ratio']) + tuple(args.size)
+             + (results['peak_rss_mb_large_photo'], results['large_photo_choice'])))
+
+
+PHASES = {'infer': run_infer_phase, 'train': run_train_phase, 'quality': run_quality_phase,
+          'large_photo': run_large_photo_phase}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -322,7 +471,9 @@ def _forwarded(args):
              '--inter_op_threads', str(args.inter_op_threads), '--xla', str(args.xla),
              '--precision', args.precision, '--mixed_precision', 'False',
              '--batch_size', str(args.batch_size), '--patch_size', str(args.patch_size),
-             '--repeats', str(args.repeats), '--data_path', args.data_path,
+             '--repeats', str(args.repeats), '--train_steps', str(args.train_steps),
+             '--command_iterations', str(args.command_iterations),
+             '--data_path', args.data_path,
              '--checkpoint', args.checkpoint, '--bf16_checkpoint', args.bf16_checkpoint,
              '--bf16_data', args.bf16_data]
     if args.bf16_pairs:
@@ -351,6 +502,7 @@ def make_checkpoint(folder):
     """Random (seeded) weights of the default network saved as ``folder/ReMAEN``."""
     import quiet
     tf = quiet.import_tf()
+    import checkpoints
     import model
     import utils
     with tf.Graph().as_default():
@@ -359,16 +511,14 @@ def make_checkpoint(folder):
         variables = model.model_variables()
         with tf.Session(config=utils.session_config()) as session:
             session.run(tf.variables_initializer(variables))
-            prefix = os.path.join(folder, utils.CHECKPOINT_PREFIX)
-            tf.train.Saver(variables).save(session, prefix, write_meta_graph=False)
-    return prefix
+            return checkpoints.save_weights(session, variables, folder)
 
 
 def bf16_unavailable(gpu=None):
     """Why fp32 and bf16 are not compared on this machine, or None when they are.
 
     Args:
-      gpu: whether a GPU is visible (None = ``utils.gpu_available()``).
+      gpu: whether a GPU is visible (None = ``precision.gpu_available()``).
 
     Returns:
       None or a reason (str, one line).
@@ -377,8 +527,7 @@ def bf16_unavailable(gpu=None):
         return ('this CPU has neither avx512_bf16 nor amx_bf16, and timing emulated bf16 '
                 'would measure nothing useful')
     if gpu is None:
-        import utils
-        gpu = utils.gpu_available()
+        gpu = precision.gpu_available()
     if gpu:
         return 'a GPU is visible (GPUs compute in fp16, not bf16)'
     if not precision.onednn_enabled():
@@ -386,22 +535,25 @@ def bf16_unavailable(gpu=None):
     return None
 
 
-def run_bf16_phases(args, folder, infer, train):
+def run_bf16_phases(args, folder, infer, train, command):
     """The extra phases of the fp32-vs-bf16 comparison.
 
     The main phases ran in ``args.precision`` (fp32 or bf16); the other precision is timed
-    at ``--size`` and on the training step, and both derain the quality pairs.
+    at ``--size``, on the training step and with the training command, and both derain the
+    quality pairs.
 
     Returns:
-      dict: ``infer`` and ``train`` ({precision: phase result}), ``quality`` (the same).
+      dict: ``infer``, ``train`` and ``command`` ({precision: phase result}), ``quality``
+      (the same).
     """
     other = 'bf16' if args.precision == 'fp32' else 'fp32'
     runs = {'infer': {args.precision: infer}, 'train': {args.precision: train},
-            'quality': {}}
+            'command': {args.precision: command}, 'quality': {}}
     runs['infer'][other] = run_phase(args, 'infer', folder,
                                      ['--size', '%dx%d' % tuple(args.size),
                                       '--precision', other])
     runs['train'][other] = run_phase(args, 'train', folder, ['--precision', other])
+    runs['command'][other] = run_train_command(args, folder, other)
     for name in ('fp32', 'bf16'):
         runs['quality'][name] = run_phase(args, 'quality', folder, ['--precision', name])
     return runs
@@ -411,11 +563,13 @@ def bf16_summary(runs):
     """The BF16_FIELDS of the result from ``run_bf16_phases``'s dict (None = not run).
 
     Returns:
-      dict: ``bf16_supported`` (this CPU's flags) and the speedups (fp32 median time / bf16
-      median time) and largest |PSNR difference| (dB), each None when ``runs`` is None.
+      dict: ``bf16_supported`` (this CPU's flags), the speedups (fp32 median time / bf16
+      median time), the largest |PSNR difference| (dB), the bf16 training command's seconds
+      per iteration and their ratio to the bf16 bench step; all but the first None when
+      ``runs`` is None.
     """
-    summary = {'bf16_supported': precision.bf16_supported(), 'infer_speedup_bf16': None,
-               'train_speedup_bf16': None, 'bf16_psnr_delta': None}
+    summary = dict.fromkeys(BF16_FIELDS)
+    summary['bf16_supported'] = precision.bf16_supported()
     if runs is None:
         return summary
     for phase in ('infer', 'train'):
@@ -423,6 +577,9 @@ def bf16_summary(runs):
         summary['%s_speedup_bf16' % phase] = times['fp32'] / times['bf16']
     fp32, bf16 = runs['quality']['fp32']['psnr'], runs['quality']['bf16']['psnr']
     summary['bf16_psnr_delta'] = float(np.max(np.abs(np.subtract(bf16, fp32))))
+    summary['train_command_s_bf16'] = runs['command']['bf16']['seconds']
+    summary['train_command_ratio_bf16'] = (summary['train_command_s_bf16']
+                                           / float(np.median(runs['train']['bf16']['seconds'])))
     return summary
 
 
@@ -444,6 +601,15 @@ def print_bf16(summary, runs, reason, args):
                                  quality['checkpoint'])))
 
 
+def print_bf16_training(summary, runs):
+    """The bf16 training command's time and the bf16 step's breakdown (when measured)."""
+    if runs is None:
+        return
+    print('bf16 training command: %.3f s per iteration = %.2f x the bf16 bench step'
+          % (summary['train_command_s_bf16'], summary['train_command_ratio_bf16']))
+    print_breakdown('bf16', runs['train']['bf16']['breakdown'])
+
+
 def _infer_summary(result, pixels):
     seconds = float(np.median(result['seconds']))
     gflops = 2.0 * result['macs'] / seconds / 1e9
@@ -451,8 +617,8 @@ def _infer_summary(result, pixels):
     return seconds, gflops, gflops / conv
 
 
-def summarize(infer, large, train, args):
-    """The final result dict from the three phase results."""
+def summarize(infer, large, train, command, args):
+    """The final result dict from the phase results."""
     height, width = args.size
     infer_s, infer_gflops, infer_ratio = _infer_summary(infer, height * width)
     large_s, large_gflops, large_ratio = _infer_summary(large, np.prod(args.large_size))
@@ -473,8 +639,25 @@ def summarize(infer, large, train, args):
         'train_ratio': train_gflops / float(np.mean(train['conv_gflops'])),
         'feed_fraction': float(np.sum(train['wait']) / np.sum(train['seconds'])),
         'peak_rss_mb_train': train['peak_rss_mb'],
+        'train_command_s': command['seconds'],
+        'train_command_ratio': command['seconds'] / train_s,
+        'train_top_ops': [[op, dtype, round(seconds, 4), count] for op, dtype, seconds, count
+                          in train['breakdown']['ops']],
+        'train_casts': train['breakdown']['casts'],
         'baseline_rss_mb': infer['baseline_rss_mb'],
     }
+
+
+def print_breakdown(compute, breakdown):
+    """Lines: where one traced training step in ``compute`` precision spent its time."""
+    print('one traced %s training step: %.2f s wall, %.2f s of op time, %d nodes in bfloat16, '
+          '%d casts taking %.3f s; op types by time:'
+          % (compute, breakdown['wall_s'], breakdown['op_seconds'], breakdown['bfloat16_ops'],
+             breakdown['casts'][0], breakdown['casts'][1]))
+    for op, dtype, seconds, count in breakdown['ops']:
+        print('  %-34s %-9s %7.3f s %5.1f%%  x%d' % (op, dtype or '-', seconds,
+                                                   100.0 * seconds / breakdown['op_seconds'],
+                                                   count))
 
 
 def print_table(results, infer, large, train, args):
@@ -510,6 +693,11 @@ def print_table(results, infer, large, train, args):
     print('plain conv GFLOP/s around each phase: %s'
           % ' '.join('%.1f' % v for v in infer['conv_gflops'] + large['conv_gflops']
                      + train['conv_gflops']))
+    print('training command (main.py --is_training, same batch and precision): %.3f s per '
+          'iteration = %.2f x the bench step (direct dilated convs: %s)'
+          % (results['train_command_s'], results['train_command_ratio'],
+             train['direct_dilation']))
+    print_breakdown(args.precision, train['breakdown'])
     print('timed runs: %s %s, %s %s, train %s (s); baseline RSS %.0f MB'
           % (size, ' '.join('%.2f' % v for v in infer['seconds']), large_size,
              ' '.join('%.2f' % v for v in large['seconds']),
@@ -517,7 +705,9 @@ def print_table(results, infer, large, train, args):
 
 
 def main(argv=None):
-    """Run the benchmark (or one internal phase); returns the process exit code."""
+    """Run the benchmark (or one internal phase); returns the process exit code (the
+    benchmark's faults end in one line through ``errors.run``; a phase, run by the benchmark
+    itself, keeps its traceback for its parent)."""
     args = parse_args(argv)
     args.precision = precision.from_args(args)
     if args.phase:
@@ -525,6 +715,11 @@ def main(argv=None):
         with open(args.phase_out, 'w') as handle:
             json.dump(result, handle)
         return 0
+    return errors.run(lambda: benchmark(args))
+
+
+def benchmark(args):
+    """The whole benchmark: its phases in subprocesses, the table, the JSON. Returns 0."""
     import tensorflow as tf2
     cpu, cores = machine_description()
     print('ReMAEN benchmark %s: %s, %d cores, TensorFlow %s, %s mode, fused=%s, threads '
@@ -546,11 +741,19 @@ def main(argv=None):
                           ['--size', '%dx%d' % tuple(args.large_size), '--repeats', '1',
                            '--warmup_size', '%dx%d' % tuple(args.size)])
         train = run_phase(args, 'train', phases)
-        bf16_runs = None if reason else run_bf16_phases(args, phases, infer, train)
-    results = summarize(infer, large, train, args)
+        command = run_train_command(args, phases, args.precision)
+        photo = (run_phase(args, 'large_photo', phases, ['--large_photo_size', '%dx%d'
+                                                         % large_photo_size(args)])
+                 if args.large_photo else None)
+        bf16_runs = None if reason else run_bf16_phases(args, phases, infer, train,
+                                                               command)
+    results = summarize(infer, large, train, command, args)
     results.update(bf16_summary(bf16_runs))
+    results.update(large_photo_summary(photo, infer, args))
     print_table(results, infer, large, train, args)
     print_bf16(results, bf16_runs, reason, args)
+    print_bf16_training(results, bf16_runs)
+    print_large_photo(results, args)
     results.update({'date': datetime.date.today().isoformat(), 'cpu': cpu, 'cores': cores,
                     'tensorflow': tf2.__version__, 'quick': args.quick, 'fused': args.fused,
                     'precision': args.precision, 'size': '%dx%d' % tuple(args.size),

@@ -3,10 +3,12 @@
 The code lives in three modules, one idea each:
 
 - ``discovery``: dataset folders and the (rainy, clean) pairs in them (``find_pairs``,
-  ``resolve_dataset_dir``, ``Pair``, ``DataError``, ``natural_key``, ``IMAGE_EXTENSIONS``);
-- ``images``: decoding files to float32 BGR in [0, 1], splitting side-by-side pairs, size
-  checks and the header size reader (``read_image``, ``load_pair``, ``image_size``,
-  ``DataWarning``, ``reset_warnings``);
+  ``resolve_dataset_dir``, ``Pair``, ``DataError``, ``natural_key``, ``IMAGE_EXTENSIONS``),
+  and the photos of an ``--input`` folder (``folder_images``);
+- ``images``: decoding files to float32 BGR in [0, 1] (EXIF orientation applied), splitting
+  side-by-side pairs, size checks, the header size reader and the up-front file checks
+  (``read_image``, ``load_pair``, ``image_size``, ``check_pairs``, ``DataWarning``,
+  ``reset_warnings``);
 - ``batching``: random crops and the background ``TrainBatcher``.
 
 Every user-facing problem raises ``DataError`` with a one-line message naming the path and
@@ -15,7 +17,7 @@ what to do. None of these modules imports TensorFlow.
 from batching import TrainBatcher, crop_at, random_crop  # noqa: F401
 from discovery import (  # noqa: F401
     CLEAN_DIR_NAMES, IMAGE_EXTENSIONS, RAIN_DIR_NAMES, DataError, Pair, find_pairs,
-    image_names, natural_key, resolve_dataset_dir)
+    folder_images, image_names, natural_key, resolve_dataset_dir)
 from images import (  # noqa: F401
-    DataWarning, decode, image_size, load_pair, load_raw_pair, pair_size, read_image,
-    reset_warnings, to_float)
+    DataWarning, check_pairs, decode, image_size, load_pair, load_raw_pair, pair_size,
+    read_image, reset_warnings, to_float)

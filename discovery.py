@@ -15,6 +15,9 @@ to be renamed. ``find_pairs`` recognises:
 - rainy images without ground truth (real-world photos), for testing only
   (``allow_missing_gt=True``): pairs with ``clean_path=None``.
 
+``--input FOLDER`` is not a dataset: ``folder_images`` takes every image directly in the
+folder as it is (no layout, names never interpreted, subfolders not searched).
+
 Also home of what the data modules share: ``DataError`` (every user-facing problem, one line
 naming the path and what to do), ``IMAGE_EXTENSIONS`` and ``natural_key`` (``synthesize.py``
 lists clean photos with both).
@@ -22,6 +25,8 @@ lists clean photos with both).
 import collections
 import os
 import re
+
+from errors import UserError
 
 # File endings taken for images (OpenCV reads them all); synthesize.py lists photos with it.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -49,7 +54,7 @@ _LAYOUTS_TRIED = ('canonical rain-N/norain-N, paired subfolders {}/ + {}/, '
 _SHOW = 3  # how many file names an error message lists
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem with the user's data; the message is one line naming the path and the fix."""
 
 
@@ -380,6 +385,42 @@ def find_pairs(folder, rainy_half=None, allow_missing_gt=False, limit=None, verb
     if verbose:
         _print_found(folder, layout, pairs, total, ignored, limit)
     return pairs, layout
+
+
+def folder_images(folder, verbose=True):
+    """Every image directly in ``folder``, as photos to derain (``--input FOLDER``).
+
+    No dataset layout is applied: 'rain-1.jpg' and 'norain-1.jpg' are two photos, and a
+    subfolder (even one named 'data/' or 'rain/') is not searched; a note lists the skipped
+    subfolders.
+
+    Args:
+      folder: an existing folder.
+      verbose: print "Found N images in FOLDER" (and the note).
+
+    Returns:
+      list of Pair without ground truth (clean_path None), in natural order; names are the
+      file stems, made unique with the extension when two files differ only by it.
+
+    Raises:
+      DataError: the folder cannot be listed or holds no images.
+    """
+    entries = _list_folder(folder)
+    names = image_names(folder, entries)
+    subfolders = [n + '/' for n in entries if os.path.isdir(os.path.join(folder, n))]
+    if not names:
+        raise DataError('no images in {} (extensions {}){}; pass a folder of photos or one '
+                        'photo'.format(folder, ' '.join(IMAGE_EXTENSIONS),
+                                       '; subfolders are not searched: ' + _listing(subfolders)
+                                       if subfolders else ''))
+    pairs = _unique_names([Pair(_stem(n), os.path.join(folder, n), None, None)
+                           for n in names])
+    if verbose:
+        print('Found {} image(s) in {}'.format(len(pairs), folder))
+        if subfolders:
+            print('note: subfolders are not searched ({}); pass one with --input to derain '
+                  'its images'.format(_listing(subfolders)))
+    return pairs
 
 
 def _unique_names(pairs):

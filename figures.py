@@ -27,6 +27,9 @@ import sys
 
 import numpy as np
 
+import checkpoints
+import errors
+
 CURVE_FILE = 'curve.csv'
 CURVE_COLUMNS = ('step', 'stage', 'psnr', 'ssim', 'psnr_y', 'ssim_y', 'seconds')
 # --protocol -> (PSNR column, SSIM column, PSNR axis label, SSIM axis label, title words).
@@ -54,7 +57,7 @@ caption: the text shown under the panel ('' when there are no scores).
 """
 
 
-class FigureError(Exception):
+class FigureError(errors.UserError):
     """A user error (missing or malformed input, unwritable output): one-line message."""
 
 
@@ -269,11 +272,11 @@ def _derain(checkpoint, image):
       [H, W, 3] float32 BGR in [0, 1].
 
     Raises:
-      utils.CheckpointError: no checkpoint there, or it does not fit the stored settings.
+      checkpoints.CheckpointError: no checkpoint there, or it does not fit the stored settings.
     """
     import inference
-    prefix = inference.resolve_checkpoint(checkpoint)
-    config = inference.stored_config(os.path.dirname(prefix))
+    prefix = checkpoints.resolve(checkpoint)
+    config = checkpoints.stored_config(os.path.dirname(prefix))
     derainer = inference.Derainer(prefix, config)
     try:
         return derainer(image)
@@ -378,7 +381,6 @@ def edge_command(with_ckpt, without_ckpt, image_path, clean_path, out_path, log=
     Raises:
       FigureError: unreadable images, size mismatch, missing or incompatible checkpoints.
     """
-    import errors
     import metrics
     rain = _read(image_path)
     clean = _read(clean_path) if clean_path else None
@@ -442,21 +444,19 @@ def main(argv=None):
 
     Returns:
       Exit code: 0 on success, 2 on a user error (one ``error:`` line on stderr; argparse
-      prints its usage line before it for bad flags).
+      prints its usage line before it for bad flags); the others of ``errors.run``.
     """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or bad flags (2): return the code, do not exit
         return exc.code if isinstance(exc.code, int) else 2
-    try:
+
+    def command():
         if args.command == 'curves':
             curves_command(args.log_dir, args.out, args.protocol)
         else:
             edge_command(args.with_ckpt, args.without_ckpt, args.image, args.clean, args.out)
-    except FigureError as exc:
-        print('error: %s' % exc, file=sys.stderr)
-        return 2
-    return 0
+    return errors.run(command)
 
 
 if __name__ == '__main__':

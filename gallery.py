@@ -6,9 +6,9 @@
     gallery.write_index('results/Demo', results['images'], 'ReMAEN on Demo')
 
 Pure numpy/OpenCV (no TensorFlow). Images are float32 ``[H, W, 3]`` BGR arrays in [0, 1],
-as everywhere in the project; strips are uint8 BGR, ready for ``cv2.imwrite``. The gallery
-``index.html`` works offline: relative links only, inline CSS, no script, nothing fetched
-from the network.
+as everywhere in the project; strips are uint8 BGR, written by ``images.write_image`` (any
+file name, atomic). The gallery ``index.html`` works offline: relative links only, inline
+CSS, no script, nothing fetched from the network.
 """
 import html
 import os
@@ -16,6 +16,8 @@ import urllib.parse
 
 import cv2
 import numpy as np
+
+import images
 
 DEFAULT_LABELS = ('rainy', 'derained', 'clean')
 JPEG_QUALITY = 90
@@ -179,13 +181,10 @@ def write_compare(path, strip):
     try:
         if folder:
             os.makedirs(folder, exist_ok=True)
-        written = cv2.imwrite(path, strip, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    except (OSError, cv2.error) as exc:
+        images.write_image(path, strip, (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
+    except (OSError, cv2.error, ValueError) as exc:
         raise GalleryWriteError('cannot write the comparison image %s (%s)'
                               % (path, getattr(exc, 'strerror', None) or exc)) from exc
-    if not written:
-        raise GalleryWriteError('cannot write the comparison image %s; check that the folder is '
-                              'writable and the name ends in .jpg' % path)
     return path
 
 
@@ -367,12 +366,9 @@ def write_index(out_dir, rows, title):
     """
     path = os.path.join(out_dir, 'index.html')
     text = index_html(out_dir, rows, title)
-    tmp = path + '.tmp'
     try:
         os.makedirs(out_dir, exist_ok=True)
-        with open(tmp, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        images.atomic_write(path, lambda handle: handle.write(text))
     except OSError as exc:
         raise GalleryWriteError('cannot write the gallery %s (%s)'
                               % (path, exc.strerror or exc)) from exc

@@ -9,8 +9,17 @@ high-frequency heuristic warns once when the rainy-half setting looks swapped.
 ``decode`` keeps the stored sample type (a uint8 image costs 1 byte per sample) so that
 ``batching.TrainBatcher`` can hold a training set compactly; ``to_float`` converts later.
 ``image_size`` reads the size from the file header without decoding (the batcher's memory
-estimate and its up-front checks for sets read lazily from disk).
+estimate and its up-front checks for sets read lazily from disk); ``check_pairs`` checks
+that every file of a set is readable and is an image before any work starts.
+
+Photos are decoded as viewers show them: the EXIF orientation of a phone photo is applied
+(OpenCV does it unless asked for the file "unchanged"), so outputs are upright.
+``write_image`` encodes with OpenCV and writes with Python's file I/O, atomically, so any
+file name works (OpenCV's own writer crashes on names that are not valid UTF-8) and a
+failed write raises an ``OSError`` with its cause (e.g. a full disk); ``atomic_write`` does
+the same for text files (results.json, results.csv, index.html).
 """
+import contextlib
 import os
 import struct
 import threading
@@ -24,6 +33,14 @@ from discovery import DataError
 _HALF_RATIO = 1.3       # clean half this much "sharper" than the rainy half -> looks swapped
 _MAX_HALF_CHECKS = 32   # side-by-side images the heuristic looks at (the first ones)
 _JPEG_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+# Any depth (8/16-bit, float) and 1 or 3 channels (alpha dropped), with the EXIF orientation
+# applied; IMREAD_UNCHANGED would keep alpha but ignore the orientation.
+_DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+# The first bytes of the formats of IMAGE_EXTENSIONS (TIFF both byte orders; WebP at 8).
+_SIGNATURES = ((0, b'\x89PNG\r\n\x1a\n'), (0, b'\xff\xd8\xff'), (0, b'BM'), (0, b'II*\x00'),
+               (0, b'MM\x00*'), (8, b'WEBP'), (0, b'P1'), (0, b'P2'), (0, b'P3'), (0, b'P4'),
+               (0, b'P5'), (0, b'P6'), (0, b'P7'))
+_PNG_ALPHA_TYPES = (4, 6)      # gray + alpha, RGBA (IHDR colour type)
 
 
 class DataWarning(UserWarning):
@@ -60,29 +77,37 @@ def _first_half_checks():
         return True
 
 
-def _read_unchanged(path):
-    """The image as stored (any channels and sample type); DataError when missing/corrupt."""
+def _read_oriented(path):
+    """The image as a viewer shows it (``_DECODE_FLAGS``) and whether the file had alpha.
+
+    Raises:
+      DataError: missing, unreadable or corrupt file.
+    """
     if not os.path.isfile(path):
         raise DataError('image {} does not exist; restore it or remove it from the dataset'
                         .format(path))
     try:
         data = np.fromfile(path, dtype=np.uint8)  # also works for non-ASCII paths
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        image = cv2.imdecode(data, _DECODE_FLAGS) if data.size else None
     except (cv2.error, OSError, ValueError):
-        image = None
+        image, data = None, None
     if image is None or image.size == 0:
         raise DataError('cannot read image {} (unreadable or corrupt file); replace it or '
                         'remove it from the dataset'.format(path))
-    return image
+    header = bytes(data[:26])
+    alpha = header[:8] == _SIGNATURES[0][1] and header[25:26] and header[25] in _PNG_ALPHA_TYPES
+    return image, bool(alpha)
 
 
-def _three_channels(path, image):
-    """Drop alpha, copy gray to 3 channels (each reported once); DataError for other shapes."""
+def _three_channels(path, image, alpha=False):
+    """Copy gray to 3 channels, note a dropped alpha (each reported once); DataError for other
+    shapes."""
+    if alpha:
+        _warn_once('alpha', '{}: alpha channel dropped (further images with alpha are not '
+                            'reported)'.format(path))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (2, 4):
-        _warn_once('alpha', '{}: alpha channel dropped (further images with alpha are not '
-                            'reported)'.format(path))
         image = image[:, :, :3] if image.shape[2] == 4 else image[:, :, 0]
     if image.ndim == 2:
         _warn_once('gray', '{}: grayscale image copied to 3 channels (further grayscale '
@@ -95,7 +120,7 @@ def _three_channels(path, image):
 
 
 def decode(path):
-    """Decode an image as stored, in 3 channels.
+    """Decode an image as stored (in its EXIF orientation), in 3 channels.
 
     Args:
       path: image file (any OpenCV format).
@@ -107,7 +132,7 @@ def decode(path):
     Raises:
       DataError: missing, unreadable or corrupt file, unsupported shape or sample type.
     """
-    image = _three_channels(path, _read_unchanged(path))
+    image = _three_channels(path, *_read_oriented(path))
     if image.dtype == np.uint8:
         scale = 255.0
     elif image.dtype == np.uint16:
@@ -310,3 +335,87 @@ def pair_size(pair):
     if clean is not None and clean[:2] != rain[:2]:
         raise _size_error(pair, rain, clean)
     return rain[:2]
+
+
+def check_file(path):
+    """Check that ``path`` can be opened and starts like an image, without decoding it.
+
+    Args:
+      path: image file.
+
+    Raises:
+      DataError: unreadable, or not one of the formats of ``discovery.IMAGE_EXTENSIONS``.
+    """
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise DataError('cannot read {} ({}); check its permissions or remove it'
+                        .format(path, exc.strerror or exc))
+    if not any(head[at:at + len(magic)] == magic for at, magic in _SIGNATURES):
+        raise DataError('{} is not an image (not PNG, JPEG, BMP, TIFF, WebP or PPM/PGM '
+                        'inside{}); replace it or remove it'
+                        .format(path, ', it is empty' if not head else ''))
+
+
+def check_pairs(pairs):
+    """Check every file of ``pairs`` (readable, an image, pair sizes) before work starts.
+
+    Args:
+      pairs: list of ``discovery.Pair``.
+
+    Raises:
+      DataError naming the first bad file.
+    """
+    for pair in pairs:
+        for path in {pair.rain_path, pair.clean_path} - {None}:
+            check_file(path)
+        pair_size(pair)
+
+
+def atomic_write(path, write, binary=False):
+    """Write a file through a temporary name, so a failed write never leaves half a file.
+
+    Args:
+      path: the file (any name Python can open).
+      write: callable ``write(handle)`` filling the open file.
+      binary: open in binary mode; else text, UTF-8, characters that cannot be encoded
+        written as backslash escapes, no newline translation (what ``csv`` wants).
+
+    Raises:
+      OSError of the failed step (e.g. ENOSPC) naming ``path``, the temporary file removed.
+    """
+    tmp = path + '.tmp'
+    text = {} if binary else {'encoding': 'utf-8', 'errors': 'backslashreplace', 'newline': ''}
+    try:
+        with open(tmp, 'wb' if binary else 'w', **text) as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, path) from exc  # the file, not tmp or none
+        raise
+
+
+def write_image(path, image, params=()):
+    """Encode ``image`` in the format of ``path``'s extension and write it atomically.
+
+    Args:
+      path: output file ('.png', '.jpg', ...); any name, also one that is not valid UTF-8.
+      image: uint8 (or uint16 for PNG) [H, W, 3] BGR array.
+      params: OpenCV encoder parameters, e.g. ``(cv2.IMWRITE_JPEG_QUALITY, 90)``.
+
+    Returns:
+      ``path``.
+
+    Raises:
+      OSError when the file cannot be written; ValueError when OpenCV cannot encode it.
+    """
+    extension = os.path.splitext(path)[1] or '.png'
+    ok, encoded = cv2.imencode(extension, image, list(params))
+    if not ok:
+        raise ValueError('OpenCV cannot encode an image as %s' % extension)
+    atomic_write(path, lambda handle: handle.write(encoded.tobytes()), binary=True)
+    return path

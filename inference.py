@@ -8,7 +8,8 @@
 ``compare/<name>.jpg`` (rainy | derained | clean), and at the end ``results.json``,
 ``results.csv`` and ``index.html`` (a static gallery sorted by gain). Per-stage metrics are
 measured on the per-stage outputs of the network (``model.build_inference_graph``).
-Errors a user can fix are raised as ``errors.UsageError``/``DataError``/``CheckpointError``.
+Errors a user can fix are raised as ``errors.UsageError``/``DataError``/``CheckpointError``;
+checkpoints are found, checked and restored by ``checkpoints.py``.
 """
 import csv
 import json
@@ -18,96 +19,47 @@ import time
 
 import numpy as np
 
+import checkpoints
 import dataloader
+import gallery
+import images
 import metrics
+import settings
+import utils
 from errors import UsageError
+from progress import Progress
 
 METRIC_KEYS = ('psnr', 'ssim', 'psnr_y', 'ssim_y')
 TILE_MODES = ('exact', 'fast')
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def resolve_checkpoint(where):
-    """Checkpoint prefix from a folder, prefix or ``.index`` path; CheckpointError if none.
-
-    Args:
-      where: str, as given by ``--checkpoint`` or the default folder of the flags.
-    """
-    import utils
-    prefix = utils.find_checkpoint(where)
-    if prefix is None:
-        raise utils.CheckpointError(
-            'no checkpoint found at %s; train first (--is_training True with the same '
-            '--train_dataset/--batch_size) or pass --checkpoint PATH (a folder such as the '
-            "authors' checkpoint/ReMAEN_Rain100L_32/ or a prefix)" % where)
-    return prefix
-
-
-def check_settings(folder, config, edge_loss_weight=None):
-    """Refuse a checkpoint whose stored network settings differ from ``config``.
-
-    Args:
-      folder: checkpoint folder (may lack remaen_settings.json, e.g. the authors' release:
-        then only the variable check of ``utils.restore`` applies).
-      config: model.ModelConfig the caller wants to build.
-      edge_loss_weight: when resuming training, the loss weight (it must not change either);
-        None skips that check.
-
-    Raises:
-      UsageError listing the differences.
-    """
-    import utils
-    stored = utils.load_settings(folder)
-    if not stored:
-        return
-    diffs = _config_from_settings(folder, stored).differences(config)
-    if edge_loss_weight is not None and stored.get('edge_loss_weight') != edge_loss_weight:
-        diffs.append('edge_loss_weight: %r vs %r' % (stored.get('edge_loss_weight'),
-                                                    edge_loss_weight))
-    if diffs:
-        raise UsageError('checkpoint %s was trained with other settings (checkpoint vs flags: '
-                         '%s); pass the same flags or another --checkpoint'
-                         % (folder, '; '.join(diffs)))
-
-
-def stored_config(folder, default=None):
-    """The ModelConfig stored next to a checkpoint, else ``default`` (None = the paper's)."""
-    import utils
-    from model import ModelConfig
-    stored = utils.load_settings(folder)
-    if stored and 'model' in stored:
-        return _config_from_settings(folder, stored)
-    return default or ModelConfig()
-
-
-def _config_from_settings(folder, stored):
-    """The ModelConfig of a loaded settings dict (UsageError for one this version cannot
-    build, e.g. a 1-channel model of an earlier version)."""
-    from model import ModelConfig
-    try:
-        return ModelConfig.from_dict(stored.get('model', {}))
-    except ValueError as exc:
-        raise UsageError('checkpoint %s: %s; use another --checkpoint' % (folder, exc))
+RESULTS_JSON = 'results.json'
 
 
 # ----------------------------------------------------------------------------- derainer
 class Derainer(object):
-    """A restored network that derains images of any size with one graph.
+    """A restored network that derains images of any size, whole or in tiles.
+
+    By default every image gets one whole-image pass when its estimated peak memory fits the
+    memory budget, else it is derained in tiles sized to fit it (``tiling.plan``). One line
+    says which and why (``log``), whenever it differs from the previous image's.
 
     Args:
       prefix: checkpoint prefix.
       config: ModelConfig.
       session_config: tf.ConfigProto (None = ``utils.session_config()``).
-      tile: 0 for whole-image passes, else the tile side in pixels: images with a side
-        larger than ``tile`` go through ``tiling`` (bounded memory); smaller ones get one
-        whole-image pass.
-      tile_overlap: halo of each tile in pixels; None = the receptive-field radius
-        (``tiling.receptive_field_radius``). A smaller value is approximate.
-      tile_mode: 'exact' (equal to a whole-image pass up to float rounding, ~K/2 + 1 passes)
-        or 'fast' (about 2 passes, approximate SE statistics; see docs/tiling.md).
+      tile: None = automatic (above); 0 = whole-image passes always; N > 0 = tiles of N
+        pixels for images with a side larger than N (smaller ones get one whole pass).
+      tile_overlap: halo of the last tiled pass in pixels; None = ``tiling.default_overlap``
+        of the mode (the receptive-field radius for 'exact', ``tiling.FAST_OVERLAP`` for
+        'fast'). Below the radius the exact mode is approximate.
+      tile_mode: 'fast' (two runs per tile, within 0.05 dB of a whole-image pass; see
+        docs/tiling.md) or 'exact' (equal to a whole-image pass up to float rounding, about
+        K/2 + 1 passes).
       precision: 'fp32', 'bf16' or 'fp16' (see ``model.remaen``; bf16 acts through
-        ``session_config``).
+        ``session_config``; tiles always use the float32 graph).
       progress: optional callable ``progress(done, total)`` called after each tile run.
+      memory_mb: memory budget of the process in MB; None = ``tiling.default_budget_mb()``
+        (measured when the Derainer is made).
+      log: callable receiving the line that says whole or tiled, and why (default print).
 
     Calling it with an HxWx3 float32 BGR image in [0, 1] returns the derained image,
     HxWx3 float32 clipped to [0, 1]; ``derain(image, stages=True)`` also returns the
@@ -115,46 +67,50 @@ class Derainer(object):
     intermediate stages are not computed as whole images).
     """
 
-    def __init__(self, prefix, config, session_config=None, tile=0, tile_overlap=None,
-                 tile_mode='exact', precision='fp32', progress=None):
+    def __init__(self, prefix, config, session_config=None, tile=None, tile_overlap=None,
+                 tile_mode='fast', precision='fp32', progress=None, memory_mb=None,
+                 log=print):
         import model
         import quiet
         import tiling
-        import utils
         tf = quiet.import_tf()
-        if tile_mode not in TILE_MODES:
-            raise UsageError('--tile_mode must be one of %s, got %r'
-                             % ('|'.join(TILE_MODES), tile_mode))
-        self.config, self.tile, self.tile_mode, self.progress = config, tile, tile_mode, progress
-        self.tile_overlap, self.tiled, self.point_radii = None, None, None
-        if tile:
-            self.tile_overlap = self._check_tiling(config, tile, tile_overlap)
-            self.point_radii = tiling.se_point_radii(config)
+        self._check_tiling(config, tile, tile_overlap, tile_mode)
+        self.config, self.tile, self.tile_mode = config, tile, tile_mode
+        self.tile_overlap, self.progress, self.log = tile_overlap, progress, log
+        self.memory_mb = tiling.default_budget_mb() if memory_mb is None else memory_mb
+        self.point_radii = tiling.se_point_radii(config)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.net = model.build_inference_graph(config, precision=precision)
-            if tile:
-                # Same graph, same variables: one restore serves both.
-                self.tiled = tiling.build_tiled_graph(config)
             self.session = tf.Session(config=session_config or utils.session_config())
-            utils.restore(self.session, prefix, model.model_variables())
-        self.prefix = prefix
+            checkpoints.restore(self.session, prefix, model.model_variables())
+        self.prefix, self._tiled, self._said = prefix, None, None
 
     @staticmethod
-    def _check_tiling(config, tile, overlap):
-        """The halo to use (UsageError for negative values; a note when approximate)."""
+    def _check_tiling(config, tile, overlap, mode='exact'):
+        """UsageError for a bad tiling setting; a note when exact tiling is approximate."""
         import tiling
-        radius = tiling.receptive_field_radius(config)
-        if tile < 0 or (overlap is not None and overlap < 0):
-            raise UsageError('--tile and --tile_overlap must be >= 0 (got %d and %s)'
+        if mode not in TILE_MODES:
+            raise UsageError('--tile_mode must be one of %s, got %r' % ('|'.join(TILE_MODES),
+                                                                         mode))
+        if (tile is not None and tile < 0) or (overlap is not None and overlap < 0):
+            raise UsageError('--tile and --tile_overlap must be >= 0 (got %s and %s)'
                              % (tile, overlap))
-        if overlap is None:
-            return radius
-        if overlap < radius:
+        radius = tiling.receptive_field_radius(config)
+        if mode == 'exact' and overlap is not None and overlap < radius:
             print('note: --tile_overlap %d is below the receptive-field radius %d: tiled '
                   'results are approximate (omit --tile_overlap for exact tiling)'
                   % (overlap, radius))
-        return overlap
+
+    @property
+    def tiled(self):
+        """The tile graphs (``tiling.build_tiled_graph``), added to this graph at first use."""
+        if self._tiled is None:
+            import tiling
+            with self.graph.as_default():
+                # Same graph, same variables: the restore above serves both.
+                self._tiled = tiling.build_tiled_graph(self.config)
+        return self._tiled
 
     def run(self, image):
         """One network pass on a whole HxWx3 image (float32 in [0, 1])."""
@@ -165,17 +121,28 @@ class Derainer(object):
         values = self.session.run(self.net.stage_outputs, {self.net.images: image[np.newaxis]})
         return [v[0] for v in values]
 
+    def plan(self, image):
+        """How ``image`` ([H, W, C]) is derained: a ``tiling.Plan`` (whole or tiled, and why)."""
+        import tiling
+        height, width = image.shape[:2]
+        return tiling.plan(height, width, self.memory_mb, self.config, self.tile,
+                           self.tile_mode, self.tile_overlap)
+
     def uses_tiles(self, image):
         """True when ``image`` ([H, W, C]) goes through the tiled path."""
-        return self.tiled is not None and max(image.shape[:2]) > self.tile
+        return self.plan(image).tiled
 
     def derain(self, image, stages=False):
         """Derain one image; with ``stages`` also return the per-stage outputs (see class)."""
-        if self.uses_tiles(image):
+        plan = self.plan(image)
+        if plan.line != self._said:
+            self.log(plan.line)
+            self._said = plan.line
+        if plan.tiled:
             import tiling
             output = np.clip(tiling.derain_tiled(
-                self.session, self.tiled, image, self.tile, self.tile_overlap,
-                self.point_radii, mode=self.tile_mode, progress=self.progress), 0.0, 1.0)
+                self.session, self.tiled, image, plan.tile, plan.overlap, self.point_radii,
+                mode=plan.mode, progress=self.progress), 0.0, 1.0)
             per_stage = [None] * (self.config.stages - 1) + [output]
         else:
             per_stage = self.run_stages(image)
@@ -227,6 +194,24 @@ def _none_metrics():
     return {k: None for k in METRIC_KEYS}
 
 
+# ----------------------------------------------------------------------------- output folders
+def _valid_name(name):
+    """``name`` as valid UTF-8 text: bytes of a file name that are not UTF-8 (surrogate
+    escapes of ``os.listdir``) become U+FFFD, as file managers show them."""
+    return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+
+
+def _output_name(name, taken):
+    """The output name of an image: ``_valid_name`` made unique within ``taken`` (added)."""
+    base = unique = _valid_name(name)
+    count = 1
+    while unique in taken:
+        count += 1
+        unique = '%s_%d' % (base, count)
+    taken.add(unique)
+    return unique
+
+
 def _safe_output_path(out_dir, name, pair):
     path = os.path.join(out_dir, name + '.png')
     inputs = {os.path.realpath(p) for p in (pair.rain_path, pair.clean_path) if p}
@@ -236,10 +221,61 @@ def _safe_output_path(out_dir, name, pair):
     return path
 
 
-def check_output_dir(out_dir):
+def _results_source(folder):
+    """The input whose results ``folder`` holds (results.json ``source``), or None when the
+    folder may be written by anyone: missing, empty, or results of an earlier version
+    (without ``source``). A folder with other files and no readable results.json, or a file,
+    belongs to 'another input'."""
+    try:
+        if not os.listdir(folder):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 'another input'
+    try:
+        with open(os.path.join(folder, RESULTS_JSON), encoding='utf-8') as handle:
+            stored = json.load(handle)
+    except (OSError, ValueError):
+        return 'another input'
+    return stored.get('source') if isinstance(stored, dict) else 'another input'
+
+
+def results_folder(test_dir, label, source):
+    """Where the results of ``source`` go: ``<test_dir>/<label>``, unless that folder holds
+    the results of another input: then ``<label>_2``, ``<label>_3``, ... (a note says so).
+    Results of different inputs with the same name (``trip1/photos``, ``trip2/photos``)
+    never overwrite each other; a rerun of the same input writes into its own folder again.
+
+    Args:
+      test_dir: --test_dir.
+      label: the folder name wanted (made valid UTF-8).
+      source: the input file or folder (stored as ``source`` in results.json).
+
+    Returns:
+      The folder (not created).
+    """
+    label = _valid_name(label) or 'results'
+    source = os.path.abspath(source)
+    wanted = folder = os.path.join(test_dir, label)
+    count = 1
+    while _results_source(folder) not in (None, source):
+        count += 1
+        folder = os.path.join(test_dir, '%s_%d' % (label, count))
+    if folder != wanted:
+        print('note: %s holds the results of %s; the results of %s go to %s'
+              % (wanted, _results_source(wanted), source, folder))
+    return folder
+
+
+def check_output_dir(out_dir, flag='--test_dir'):
     """UsageError now if ``out_dir`` could not be created or written later (creates nothing).
 
     The nearest existing ancestor must be a writable folder.
+
+    Args:
+      out_dir: the folder.
+      flag: the flag it comes from, named in the message.
     """
     path = os.path.abspath(out_dir)
     while not os.path.exists(path):
@@ -248,11 +284,11 @@ def check_output_dir(out_dir):
             break
         path = parent
     if not os.path.isdir(path):
-        raise UsageError('cannot create the output folder %s (%s is not a folder); choose '
-                         'another --test_dir' % (out_dir, path))
+        raise UsageError('cannot create the folder %s (%s is not a folder); choose another %s'
+                         % (out_dir, path, flag))
     if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError('cannot create the output folder %s (%s is not writable); choose '
-                         'another --test_dir' % (out_dir, path))
+        raise UsageError('cannot create the folder %s (%s is not writable); choose another %s'
+                         % (out_dir, path, flag))
 
 
 def make_output_dir(out_dir):
@@ -276,7 +312,6 @@ def _caption(label, values):
 
 
 def _write_compare(out_dir, name, rain, derained, clean, row):
-    import gallery
     labels = [_caption('rainy', row['input'] if clean is not None else None),
               _caption('derained', row if clean is not None else None)]
     if clean is not None:
@@ -286,8 +321,13 @@ def _write_compare(out_dir, name, rain, derained, clean, row):
     return path
 
 
-def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True, visuals=True):
+# ----------------------------------------------------------------------------- deraining
+def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True, visuals=True, source=None):
     """Derain every pair, save outputs, measure both protocols per stage, write results.
+
+    Nothing done is lost: if the run stops (an unreadable image, a full disk, Ctrl-C), the
+    results of the images derained so far are written first (results.json/.csv, index.html)
+    and a note saying where is added to the exception (``errors.report`` prints it).
 
     Args:
       derainer: Derainer.
@@ -296,55 +336,86 @@ def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True, visuals=True):
       dataset: label written in the results.
       verbose: print one line per image and the summary table.
       visuals: write ``compare/<name>.jpg`` and ``index.html``.
+      source: the input file or folder, stored in results.json (``results_folder``).
 
     Returns:
       The results dict (as written to results.json): ``images`` (one entry per pair with
       the four metrics of the output, ``input`` (the rainy image's), ``stages`` (per stage,
       stage 1 first; the last equals the output's), ``seconds``, ``output``, ``compare``),
-      ``mean`` (the same averaged), ``checkpoint``, ``dataset``, ``count``.
+      ``mean`` (the same averaged), ``checkpoint``, ``dataset``, ``count``, ``source``.
+      Output names are the pair names as valid UTF-8, unique in the run.
     """
-    import cv2
-    from progress import Progress
-    from utils import to_uint8
     make_output_dir(out_dir)
     measure = Measurer()
-    rows = []
-    with Progress(len(pairs), 'derain', unit='img', enabled=verbose) as bar:
-        for pair in pairs:
-            rain, clean = dataloader.load_pair(pair)
-            start = time.perf_counter()
-            derained, per_stage = derainer.derain(rain, stages=True)
-            seconds = time.perf_counter() - start
-            path = _safe_output_path(out_dir, pair.name, pair)
-            if not cv2.imwrite(path, to_uint8(derained)):
-                raise UsageError('cannot write %s; check that --test_dir is writable' % path)
-            row = {'name': pair.name, 'output': path, 'seconds': seconds}
-            if clean is not None:
-                # Paper protocol on the float output clipped to [0, 1] (SPEC); the Y protocol
-                # rounds it to uint8 first, which is exactly the saved PNG.
-                row.update(measure(derained, clean))
-                row['input'] = measure(rain, clean)
-                row['stages'] = [measure(s, clean) if s is not None else _none_metrics()
-                                 for s in per_stage[:-1]] + [{k: row[k] for k in METRIC_KEYS}]
-            else:
-                row.update(_none_metrics())
-                row['input'] = _none_metrics()
-                row['stages'] = [_none_metrics() for _ in per_stage]
-            row['compare'] = (_write_compare(out_dir, pair.name, rain, derained, clean, row)
-                              if visuals else None)
-            rows.append(row)
-            if verbose:
-                bar.write(_row_line(row, clean is not None))
-            bar.update(1)
-    results = {'images': rows, 'mean': _means(rows), 'checkpoint': derainer.prefix,
-               'dataset': dataset, 'count': len(rows)}
+    rows, names = [], set()
+
+    def results():
+        return {'images': rows, 'mean': _means(rows), 'checkpoint': derainer.prefix,
+                'dataset': dataset, 'count': len(rows),
+                'source': None if source is None else os.path.abspath(source)}
+    write_results(results(), out_dir)  # the folder is this source's from now on
+    try:
+        with Progress(len(pairs), 'derain', unit='img', enabled=verbose) as bar:
+            for pair in pairs:
+                rows.append(_derain_pair(derainer, pair, out_dir, _output_name(pair.name, names),
+                                         measure, visuals))
+                if verbose:
+                    bar.write(_row_line(rows[-1], pair.clean_path is not None))
+                bar.update(1)
+    except BaseException as exc:  # an error or an interruption: keep what is done, re-raise
+        _keep_done(exc, results(), out_dir, len(pairs), visuals)
+        raise
+    done = results()
+    _write_all(done, out_dir, visuals)
+    if verbose:
+        print_summary(done, out_dir)
+    return done
+
+
+def _derain_pair(derainer, pair, out_dir, name, measure, visuals):
+    """Derain one pair, write its PNG (and compare strip); returns its results row."""
+    rain, clean = dataloader.load_pair(pair)
+    start = time.perf_counter()
+    derained, per_stage = derainer.derain(rain, stages=True)
+    seconds = time.perf_counter() - start
+    path = images.write_image(_safe_output_path(out_dir, name, pair), utils.to_uint8(derained))
+    row = {'name': name, 'output': path, 'seconds': seconds}
+    if clean is not None:
+        # Paper protocol on the float output clipped to [0, 1] (SPEC); the Y protocol rounds
+        # it to uint8 first, which is exactly the saved PNG.
+        row.update(measure(derained, clean))
+        row['input'] = measure(rain, clean)
+        row['stages'] = [measure(s, clean) if s is not None else _none_metrics()
+                         for s in per_stage[:-1]] + [{k: row[k] for k in METRIC_KEYS}]
+    else:
+        row.update(_none_metrics())
+        row['input'] = _none_metrics()
+        row['stages'] = [_none_metrics() for _ in per_stage]
+    row['compare'] = (_write_compare(out_dir, name, rain, derained, clean, row)
+                      if visuals else None)
+    return row
+
+
+def _write_all(results, out_dir, visuals):
+    """results.json, results.csv and (with ``visuals``) index.html."""
     write_results(results, out_dir)
     if visuals:
-        import gallery
-        gallery.write_index(out_dir, rows, 'ReMAEN on %s' % dataset)
-    if verbose:
-        print_summary(results, out_dir)
-    return results
+        gallery.write_index(out_dir, results['images'], 'ReMAEN on %s' % results['dataset'])
+
+
+def _keep_done(exc, results, out_dir, total, visuals):
+    """Write the results of the images done before ``exc`` and add a note saying where."""
+    done = results['count']
+    if not done:
+        return
+    try:
+        _write_all(results, out_dir, visuals)
+    except Exception as error:  # noqa: B902: the first fault is the one to report
+        exc.add_note('the results of the %d image(s) already derained could not be written '
+                     '(%s)' % (done, error))
+        return
+    exc.add_note('the %d of %d image(s) already derained are kept in %s (results.json, '
+                 'results.csv%s)' % (done, total, out_dir, ', index.html' if visuals else ''))
 
 
 def _row_line(row, has_gt):
@@ -366,14 +437,30 @@ def _means(rows):
     return mean
 
 
+# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
+_FORMULA_STARTS = ('=', '+', '-', '@', '\t', '\r')
+
+
+def _csv_cell(value):
+    """A CSV cell: '' for None; text a spreadsheet would run as a formula (a file named
+    '=HYPERLINK(...).png') gets a leading apostrophe, so it is shown as text."""
+    if value is None:
+        return ''
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_results(results, out_dir):
     """results.json (schema in docs/evaluation.md) and results.csv (one row per image + mean).
 
-    Both are written to a temporary file first and renamed, so a failed write never leaves
-    a truncated file in place of a good one.
+    Both are written to a temporary file first and renamed (``images.atomic_write``), so a
+    failed write never leaves a truncated file in place of a good one; the OSError (e.g. a
+    full disk) is raised as it is. CSV cells that a spreadsheet would run as formulas are
+    neutralised (``_csv_cell``).
     """
-    _atomic_write(os.path.join(out_dir, 'results.json'),
-                  lambda handle: json.dump(results, handle, indent=2))
+    images.atomic_write(os.path.join(out_dir, RESULTS_JSON),
+                        lambda handle: json.dump(results, handle, indent=2))
     columns = ['name', 'output'] + list(METRIC_KEYS) + ['input_' + k for k in METRIC_KEYS] \
         + ['seconds']
 
@@ -382,19 +469,8 @@ def write_results(results, out_dir):
         writer.writerow(columns)
         for row in results['images'] + [dict(results['mean'], name='mean', output='')]:
             flat = dict(row, **{'input_' + k: row['input'][k] for k in METRIC_KEYS})
-            writer.writerow(['' if flat[c] is None else flat[c] for c in columns])
-    _atomic_write(os.path.join(out_dir, 'results.csv'), write_csv)
-
-
-def _atomic_write(path, write):
-    tmp = path + '.tmp'
-    try:
-        with open(tmp, 'w', newline='') as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError('cannot write %s (%s); check that --test_dir is writable'
-                         % (path, exc.strerror or exc))
+            writer.writerow([_csv_cell(flat[c]) for c in columns])
+    images.atomic_write(os.path.join(out_dir, 'results.csv'), write_csv)
 
 
 def print_summary(results, out_dir, stream=None):
@@ -428,44 +504,6 @@ def print_summary(results, out_dir, stream=None):
 
 
 # ----------------------------------------------------------------------------- from flags
-# Folders of the shipped models (weights only, with remaen_settings.json), by --model name.
-SHIPPED_MODELS = {'light': os.path.join('checkpoints', 'ReMAEN_light'),
-                  'heavy': os.path.join('checkpoints', 'ReMAEN_heavy')}
-DEFAULT_SHIPPED_MODEL = 'light'
-# Flags that name a checkpoint: without any of them, --input uses the shipped default model.
-CHECKPOINT_FLAGS = ('checkpoint', 'model', 'train_dataset', 'batch_size', 'checkpoint_dir')
-NETWORK_FLAGS = ('channel_dim', 'stages', 'dilations', 'shared_attention',
-                 'skip_connections')
-
-
-def shipped_model_folder(name):
-    """Absolute folder of a shipped model (relative to this file, so any cwd works)."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIPPED_MODELS[name])
-
-
-def checkpoint_location(args):
-    """Where the checkpoint of parsed flags is: ``--checkpoint``, ``--model``, or the default
-    folder of ``--train_dataset``/``--batch_size``; ``--input`` without any checkpoint flag
-    uses the shipped light model (and says so). Testing never falls back silently."""
-    import settings
-    given = getattr(args, 'given', set())
-    if args.checkpoint:
-        return args.checkpoint
-    if getattr(args, 'model', None):
-        return shipped_model_folder(args.model)
-    if args.input and not args.is_testing and not (set(CHECKPOINT_FLAGS) & given):
-        where = shipped_model_folder(DEFAULT_SHIPPED_MODEL)
-        print('Using the shipped %s-rain model %s (--model heavy for heavy rain, or '
-              '--checkpoint PATH)' % (DEFAULT_SHIPPED_MODEL, os.path.relpath(where)))
-        return where
-    return settings.default_checkpoint_folder(args)
-
-
-def resolve_checkpoint_of(args):
-    """Checkpoint prefix of parsed flags (``checkpoint_location``); CheckpointError if none."""
-    return resolve_checkpoint(checkpoint_location(args))
-
-
 def build_derainer(args, progress=None):
     """The Derainer of parsed flags: checkpoint resolved and checked against the flags.
 
@@ -473,21 +511,18 @@ def build_derainer(args, progress=None):
     architecture stored next to it; any other checkpoint must match the network flags.
     ``args.precision`` must be resolved (``precision.from_args``).
     """
-    import settings
-    import utils
-    prefix = resolve_checkpoint_of(args)
+    prefix = checkpoints.resolve_args(args)
     folder = os.path.dirname(prefix)
     given = getattr(args, 'given', set())
-    shipped = os.path.dirname(os.path.abspath(prefix)) in {
-        os.path.abspath(shipped_model_folder(name)) for name in SHIPPED_MODELS}
-    if shipped and not set(NETWORK_FLAGS) & given:
-        config = stored_config(folder, settings.model_config(args))
+    if checkpoints.is_shipped(prefix) and not set(checkpoints.NETWORK_FLAGS) & given:
+        config = checkpoints.stored_config(folder, settings.model_config(args))
     else:
         config = settings.model_config(args)
-        check_settings(folder, config)
+        checkpoints.check_settings(folder, config)
     print('Restoring %s' % prefix)
     return Derainer(
         prefix, config, utils.session_config(args.intra_op_threads, args.inter_op_threads,
                                              args.xla, precision=args.precision),
         tile=args.tile, tile_overlap=args.tile_overlap, tile_mode=args.tile_mode,
-        precision=args.precision, progress=progress)
+        precision=args.precision, progress=progress,
+        memory_mb=args.inference_memory_mb or None)

@@ -43,8 +43,9 @@ def conv(inputs, num_outputs, scope, rate=1, activation_fn=None, direct_dilation
       activation_fn: None (linear) or a function.
       direct_dilation: for rate > 1, one ``Conv2D`` op with ``dilations`` instead of
         ``slim.conv2d``'s SpaceToBatchND -> Conv2D -> BatchToSpaceND. Same variables and
-        result; ~15% faster forward on CPU (see BENCHMARKS.md), but TensorFlow's CPU kernels
-        have no gradient for it: inference graphs only.
+        result; ~15% faster forward on CPU (see BENCHMARKS.md). Its gradient exists with
+        oneDNN's CPU kernels and on GPUs but not with TensorFlow's plain CPU kernels
+        (``precision.direct_dilation_trainable``).
 
     Returns:
       [N, H, W, C_out] float32.
@@ -88,7 +89,7 @@ def fused_conv(inputs, num_outputs, scopes, rate=1):
       inputs: [N, H, W, C_in] float32.
       num_outputs: C_out of each conv.
       scopes: variable scopes, e.g. ``['conv_xr', 'conv_xz', 'conv_xn']``.
-      rate: dilation rate, passed to ``Conv2D`` directly (no gradient on CPU for rate > 1).
+      rate: dilation rate, passed to ``Conv2D`` directly (see ``conv``).
 
     Returns:
       list of len(scopes) tensors [N, H, W, C_out], linear (no activation).
@@ -182,7 +183,7 @@ def maeb(inputs, channels=32, rates=(1, 2, 3), scope='MAEB', direct_dilation=Fal
       rates: dilation rates of the branches, (1, 2, 3) in the paper; a single rate gives the
         single-scale ablation.
       scope: ``'MAEB1'`` .. ``'MAEB4'``.
-      direct_dilation: see ``conv`` (inference graphs only).
+      direct_dilation: see ``conv``.
 
     Returns:
       [N, H, W, channels] float32.

@@ -7,18 +7,22 @@
     python main.py --input my_photos/ --model heavy   # the shipped heavy-rain model
 
 A thin layer: it parses the flags (``settings``) and calls the library (``training.train``,
-``inference.Derainer`` + ``inference.derain_pairs``). User errors print one ``error:`` line
-and return exit code 2 (no traceback).
+``inference.Derainer`` + ``inference.derain_pairs``). Every fault a user can cause prints one
+``error:`` line and returns exit code 2 (``errors.run``; no traceback unless --verbose).
 """
 import os
+import stat
 import sys
 
+import checkpoints
+import dataloader
+import errors
+import inference
+import quiet
 import settings
 from errors import TrainingError, UsageError  # noqa: F401  (re-exported for callers)
 
-from inference import (DEFAULT_SHIPPED_MODEL, SHIPPED_MODELS, Derainer,  # noqa: F401
-                       build_derainer, checkpoint_location, derain_pairs,
-                       resolve_checkpoint_of, shipped_model_folder)
+from inference import Derainer, build_derainer, derain_pairs  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- flags -> paths
@@ -32,59 +36,89 @@ def run_suffix(args):
 
 
 def default_checkpoint_folder(args):
-    return settings.default_checkpoint_folder(args)
+    return checkpoints.default_folder(args)
 
 
 def resolve_checkpoint(args):
-    return resolve_checkpoint_of(args)
+    return checkpoints.resolve_args(args)
 
 
 def check_settings(folder, args, training=False):
-    """Refuse a checkpoint whose stored settings differ from the flags (see inference)."""
-    import inference
-    inference.check_settings(folder, settings.model_config(args),
-                             args.edge_loss_weight if training else None)
+    """Refuse a checkpoint whose stored settings differ from the flags (see checkpoints)."""
+    checkpoints.check_settings(folder, settings.model_config(args),
+                               args.edge_loss_weight if training else None)
 
 
 # ----------------------------------------------------------------------------- commands
 def test(args):
     """--is_testing: derain the test set and report PSNR/SSIM in both protocols."""
-    import dataloader
-    import inference
     folder = dataloader.resolve_dataset_dir(args.test_path, args.test_dataset, '--test_path')
     pairs, _ = dataloader.find_pairs(folder, rainy_half=args.rainy_half, allow_missing_gt=True,
                                      limit=args.testset_size)
-    out_dir = os.path.join(args.test_dir, args.test_dataset)
+    dataloader.check_pairs(pairs)
+    out_dir = inference.results_folder(args.test_dir, args.test_dataset, folder)
     inference.check_output_dir(out_dir)
-    derainer = build_derainer(args, _tile_progress())
-    try:
-        return inference.derain_pairs(derainer, pairs, out_dir, args.test_dataset)
-    finally:
-        derainer.close()
+    return _derain(args, pairs, out_dir, args.test_dataset, folder)
 
 
-def derain_input(args):
-    """--input FILE|DIR: derain the user's own images (no ground truth needed)."""
-    import dataloader
-    import inference
+def input_pairs(args):
+    """The photos of --input FILE|FOLDER, checked before any work: (pairs, label, source).
+
+    A folder gives every image directly in it (``dataloader.folder_images``: no dataset
+    layout, subfolders not searched); a file must decode. Results are labelled by the
+    folder's name or the file's stem.
+
+    Raises:
+      DataError: missing path, not a file or folder (e.g. /dev/null), no images, a file that
+        is not an image; OSError (e.g. permissions), reported by ``errors``.
+    """
     path = args.input
-    if os.path.isfile(path):
-        dataloader.read_image(path)  # a clear error for unreadable files, before TF starts
-        stem = os.path.splitext(os.path.basename(path))[0]
-        pairs = [dataloader.Pair(stem, path, None, None)]
-        label = stem
-    elif os.path.isdir(path):
-        pairs, _ = dataloader.find_pairs(path, rainy_half=args.rainy_half,
-                                         allow_missing_gt=True)
-        label = os.path.basename(os.path.normpath(path))
-    else:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         raise dataloader.DataError('--input %s does not exist; pass an image file or a folder '
                                    'of images' % path)
-    out_dir = os.path.join(args.test_dir, label)
+    if stat.S_ISDIR(mode):
+        pairs = dataloader.folder_images(path)
+        label = os.path.basename(os.path.abspath(path))
+    elif stat.S_ISREG(mode):
+        dataloader.read_image(path)  # a clear error for unreadable files, before TF starts
+        label = os.path.splitext(os.path.basename(path))[0]
+        pairs = [dataloader.Pair(label, path, None, None)]
+    else:
+        raise dataloader.DataError('--input %s is not an image file or a folder (it is a %s); '
+                                   'pass a photo or a folder of photos'
+                                   % (path, _file_kind(mode)))
+    dataloader.check_pairs(pairs)
+    return pairs, label, path
+
+
+def _file_kind(mode):
+    for test_kind, kind in ((stat.S_ISCHR, 'device'), (stat.S_ISBLK, 'block device'),
+                            (stat.S_ISFIFO, 'named pipe'), (stat.S_ISSOCK, 'socket')):
+        if test_kind(mode):
+            return kind
+    return 'special file'
+
+
+def derain_input(args, inputs=None):
+    """--input FILE|DIR: derain the user's own images (no ground truth needed).
+
+    Args:
+      args: parsed flags.
+      inputs: ``input_pairs(args)`` when already checked.
+    """
+    pairs, label, source = inputs or input_pairs(args)
+    out_dir = inference.results_folder(args.test_dir, label, source)
     inference.check_output_dir(out_dir)
+    return _derain(args, pairs, out_dir, label, source)
+
+
+def _derain(args, pairs, out_dir, label, source):
+    """Derain ``pairs`` into ``out_dir`` with the derainer of the flags."""
     derainer = build_derainer(args, _tile_progress())
     try:
-        return inference.derain_pairs(derainer, pairs, out_dir, label)
+        return inference.derain_pairs(derainer, pairs, out_dir, label, source=source)
     finally:
         derainer.close()
 
@@ -96,64 +130,83 @@ def _tile_progress():
 
 
 def export_weights(args):
-    """--export_weights DIR: copy the network weights (no Adam slots, no step) to DIR/ReMAEN."""
-    import inference
-    import model
-    import quiet
-    import utils
-    tf = quiet.import_tf()
-    prefix = resolve_checkpoint(args)
+    """--export_weights DIR: copy the network weights (no Adam slots, no step) to DIR/ReMAEN.
+
+    DIR must not hold training checkpoints (``checkpoints.export_weights`` refuses it).
+    """
+    prefix = checkpoints.resolve_args(args)
     folder = os.path.dirname(prefix)
     config = settings.model_config(args)
-    inference.check_settings(folder, config)
-    with tf.Graph().as_default():
-        model.build_inference_graph(config)
-        variables = model.model_variables()
-        with tf.Session(config=utils.session_config()) as sess:
-            utils.restore(sess, prefix, variables)
-            os.makedirs(args.export_weights, exist_ok=True)
-            target = os.path.join(args.export_weights, utils.CHECKPOINT_PREFIX)
-            tf.train.Saver(variables).save(sess, target, write_meta_graph=False)
-    stored = dict(utils.load_settings(folder) or settings.run_settings(args))
-    stored['model'] = config.to_dict()          # in this version's terms
-    utils.save_settings(args.export_weights, stored)
-    size = sum(os.path.getsize(os.path.join(args.export_weights, f))
-               for f in os.listdir(args.export_weights))
-    print('Exported %d variables from %s to %s (%.1f MB)'
-          % (len(variables), prefix, target, size / 1e6))
+    checkpoints.check_settings(folder, config)
+    values = checkpoints.load_settings(folder) or settings.run_settings(args)
+    target, count, size = checkpoints.export_weights(prefix, args.export_weights, config, values)
+    print('Exported %d variables from %s to %s (%.1f MB)' % (count, prefix, target, size / 1e6))
 
 
 # ----------------------------------------------------------------------------- entry point
+# Path flags that must not be given as '' (an empty path would mean the current folder).
+PATH_FLAGS = ('input', 'export_weights', 'checkpoint', 'checkpoint_dir', 'test_dir',
+              'logs_dir', 'sample_dir', 'data_path', 'test_path')
+
+
 def main(argv=None):
-    """Run the CLI; returns the process exit code."""
-    args = settings.parse_args(argv)
-    if not (args.is_training or args.is_testing or args.input or args.export_weights):
-        print('Nothing to do: pass --is_training True, --is_testing True, --input PATH or '
-              '--export_weights DIR (see --help).', file=sys.stderr)
-        return 2
-    import quiet
-    quiet.setup(verbose=args.verbose)
-    quiet.import_tf()  # the first TensorFlow import, with its start-up noise silenced
-    import errors
+    """Run the CLI; returns the process exit code.
+
+    Every fault a user can cause ends in one ``error:`` line (``errors.run``): 0 done, 2 a
+    user error, 130/143 Ctrl-C/SIGTERM, 141 standard output closed, 1 a bug (docs/errors.md).
+    """
     try:
-        import precision
-        args.precision = precision.from_args(args)
-        if args.num_gpus > 1 and args.horovod:
-            raise UsageError('use either --num_gpus N (one machine) or --horovod True, '
-                             'not both')
-        if args.is_training:
-            import training
-            training.train(args)
-        if args.is_testing:
-            test(args)
-        if args.input:
-            derain_input(args)
-        if args.export_weights:
-            export_weights(args)
-    except errors.user_errors() as exc:
-        print('error: %s' % exc, file=sys.stderr)
-        return 2
-    return 0
+        args = settings.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, one ``error:`` line printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    return errors.run(lambda: run_commands(args), verbose=quiet.is_verbose(args.verbose),
+                      args=args)
+
+
+def run_commands(args):
+    """Check the request, then train, test, derain --input and export, in that order.
+
+    What is cheap to check (flags, output folders, the --input photos) is checked before
+    TensorFlow starts.
+    """
+    empty = [name for name in PATH_FLAGS if getattr(args, name) == '']
+    if empty:
+        raise UsageError('--%s is empty; pass a path' % empty[0])
+    if not (args.is_training or args.is_testing or args.input is not None
+            or args.export_weights is not None):
+        raise UsageError('nothing to do: pass --is_training True, --is_testing True, --input '
+                         'PATH or --export_weights DIR (see --help)')
+    if args.num_gpus > 1 and args.horovod:
+        raise UsageError('use either --num_gpus N (one machine) or --horovod True, not both')
+    check_outputs(args)
+    quiet.setup(verbose=args.verbose)
+    inputs = input_pairs(args) if args.input is not None else None
+    quiet.import_tf()  # the first TensorFlow import, with its start-up noise silenced
+    import precision
+    args.precision = precision.from_args(args)
+    if args.is_training:
+        import training
+        training.train(args)
+    if args.is_testing:
+        test(args)
+    if inputs:
+        derain_input(args, inputs)
+    if args.export_weights is not None:
+        export_weights(args)
+
+
+def check_outputs(args):
+    """UsageError now for an output folder of the commands that cannot be created (e.g.
+    below a regular file) or written; creates nothing."""
+    names = []
+    if args.is_training:
+        names += ['checkpoint_dir', 'logs_dir', 'sample_dir']
+    if args.is_testing or args.input is not None:
+        names.append('test_dir')
+    if args.export_weights is not None:
+        names.append('export_weights')
+    for name in names:
+        inference.check_output_dir(getattr(args, name), '--' + name)
 
 
 if __name__ == '__main__':

@@ -173,8 +173,10 @@ def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
       reuse: None, True or ``tf.AUTO_REUSE`` (see above).
       fused: GRU convs that read the same tensor run as one wider conv (``maeb.fused_conv``;
         default). False builds one ``slim.conv2d`` per variable, the reference graph.
-      direct_dilation: dilated convs as single ``Conv2D`` ops (faster forward, but no
-        gradient on CPU): for graphs that are never differentiated (testing, deraining).
+      direct_dilation: dilated convs as single ``Conv2D`` ops instead of SpaceToBatchND ->
+        Conv2D -> BatchToSpaceND (faster). Differentiable with oneDNN's CPU kernels and on
+        GPUs, not with TensorFlow's plain CPU kernels (``precision.direct_dilation_trainable``
+        tells which a session has).
       precision: 'fp32' (default) or 'bf16' build the float32 graph (bf16 on CPUs is a
         session rewrite, see ``precision.py``); 'fp16' computes in float16 with float32
         variables (GPU tensor cores), the outputs cast back to float32.
@@ -359,7 +361,8 @@ def _average_gradients(tower_grads):
 
 def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
                       lr_decay_step=30000, lr_decay_rate=0.1, edge_loss_weight=0.1,
-                      devices=None, wrap_optimizer=None, fused=True, precision='fp32'):
+                      devices=None, wrap_optimizer=None, fused=True, precision='fp32',
+                      direct_dilation=False):
     """Network, loss, Adam and the global step for training.
 
     Args:
@@ -376,6 +379,9 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
       wrap_optimizer: optional callable applied to the Adam optimizer (e.g. Horovod's
         ``hvd.DistributedOptimizer``).
       fused: see ``remaen``.
+      direct_dilation: dilated convs as single ``Conv2D`` ops (see ``remaen``). Their
+        gradients exist with oneDNN's CPU kernels and on GPUs, not with TensorFlow's plain
+        CPU kernels: ask ``precision.direct_dilation_trainable`` first.
       precision: see ``remaen``; 'fp16' also adds dynamic loss scaling
         (``tf.train.experimental.MixedPrecisionLossScaleOptimizer``); for GPUs.
 
@@ -390,7 +396,7 @@ def build_train_graph(rain, clean, config=None, lr=1e-3, beta1=0.9, beta2=0.999,
         optimizer = tf.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
-    options = dict(fused=fused, precision=precision)
+    options = dict(fused=fused, precision=precision, direct_dilation=direct_dilation)
     if not devices:
         output, end_points = remaen(rain, config, **options)
         loss, mse, edge = remaen_loss(output, clean, edge_loss_weight)

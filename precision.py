@@ -19,6 +19,8 @@ tests can fake a CPU (e.g. ``REMAEN_CPU_FLAGS=avx512_bf16``).
 """
 import os
 
+import quiet
+
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 CHOICES = PRECISIONS + ('auto',)
 BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
@@ -73,6 +75,16 @@ def bf16_supported(flags=None):
     return any(flag in flags for flag in BF16_FLAGS)
 
 
+def gpu_available():
+    """True when TensorFlow sees at least one GPU (after ``CUDA_VISIBLE_DEVICES``)."""
+    tf = quiet.import_tf()
+    try:
+        return bool(tf.config.list_physical_devices('GPU'))
+    except AttributeError:  # TensorFlow 1.x
+        from tensorflow.python.client import device_lib
+        return any(d.device_type == 'GPU' for d in device_lib.list_local_devices())
+
+
 def onednn_enabled():
     """True when TensorFlow's oneDNN ops (needed by the bf16 rewrite) are on in this process.
 
@@ -102,7 +114,7 @@ def resolve_precision(requested, gpu=None, flags=None, log=print, onednn=None):
 
     Args:
       requested: 'fp32', 'bf16', 'fp16' or 'auto'.
-      gpu: whether a GPU is visible (None = ``utils.gpu_available()``).
+      gpu: whether a GPU is visible (None = ``gpu_available()``).
       flags: CPU flags (None = ``cpu_flags()``).
       log: where the notes go (one line each).
       onednn: whether oneDNN is on (None = ``onednn_enabled()``, asked only for bf16).
@@ -117,8 +129,7 @@ def resolve_precision(requested, gpu=None, flags=None, log=print, onednn=None):
     if requested == 'fp32':
         return 'fp32'
     if gpu is None:
-        import utils
-        gpu = utils.gpu_available()
+        gpu = gpu_available()
     if gpu:
         if requested == 'bf16':
             log(NOTE_BF16_GPU)
@@ -165,9 +176,7 @@ def from_args(args, log=print):
     Returns:
       'fp32', 'bf16' or 'fp16' (see ``resolve_precision``).
     """
-    import utils
-    return resolve_precision(requested_precision(args, log), gpu=utils.gpu_available(),
-                             log=log)
+    return resolve_precision(requested_precision(args, log), gpu=gpu_available(), log=log)
 
 
 def graph_float16(precision):
@@ -240,3 +249,39 @@ def rewrite_active(session_config):
     return any(value.type == tf.bfloat16.as_datatype_enum
                for graph in metadata.partition_graphs for node in graph.node
                for value in node.attr.values())
+
+
+_DILATION_PROBES = {}
+
+
+def direct_dilation_trainable(session_config):
+    """Whether sessions with ``session_config`` can differentiate a dilated ``Conv2D``.
+
+    oneDNN's CPU convolution kernels (and GPUs) compute the gradients of a ``Conv2D`` with
+    ``dilations``; TensorFlow's plain CPU kernels refuse them, so without oneDNN training must
+    build dilated convolutions as SpaceToBatchND -> Conv2D -> BatchToSpaceND. Runs the
+    gradient of one tiny dilated convolution (4 channels, 8x8) in a graph of its own; the
+    answer is cached per configuration.
+
+    Args:
+      session_config: tf.ConfigProto.
+
+    Returns:
+      bool.
+    """
+    key = session_config.SerializeToString()
+    if key not in _DILATION_PROBES:
+        import numpy as np
+        tf = quiet.import_tf()
+        with tf.Graph().as_default():
+            inputs = tf.constant(np.ones((1, 8, 8, 4), np.float32))
+            kernel = tf.constant(np.ones((3, 3, 4, 4), np.float32))
+            output = tf.nn.conv2d(inputs, kernel, 1, 'SAME', dilations=2)
+            gradients = tf.gradients(tf.reduce_sum(output), [inputs, kernel])
+            try:
+                with tf.Session(config=session_config) as session:
+                    session.run(gradients)
+                _DILATION_PROBES[key] = True
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                _DILATION_PROBES[key] = False
+    return _DILATION_PROBES[key]

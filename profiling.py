@@ -223,3 +223,60 @@ def train_step_seconds(batch_size, patch_size, num_gpus=1, steps=5):
         for _ in range(max(1, steps)):
             sess.run(net.train_op, feed)
         return (time.perf_counter() - start) / max(1, steps)
+
+
+def _op_dtype(node):
+    """The dtype name a node computes in (its ``T`` attribute; Casts: the target), or ''."""
+    tf = _tf()
+    for key in ('T', 'DstT'):
+        if key in node.attr and node.attr[key].type:
+            return tf.as_dtype(node.attr[key].type).name
+    return ''
+
+
+def step_breakdown(session, fetches, feed_dict, top=None):
+    """Where one ``session.run`` spends its time: op types, their dtypes, the casts.
+
+    Runs ``fetches`` once with a full trace (TensorFlow's step stats) and the partition
+    graphs the session really executed (after grappler and oneDNN's rewrites: the op types
+    are those of the kernels that ran, e.g. ``_MklNativeConv2DBackpropFilter``). Op times are
+    each kernel's own start-to-end time, summed per op type; with several threads they may
+    overlap, so ``op_seconds`` can exceed the wall time.
+
+    Args:
+      session: tf.Session.
+      fetches: what to run (e.g. a training op).
+      feed_dict: its feed.
+      top: keep only the ``top`` most expensive op types (None = all).
+
+    Returns:
+      dict: ``wall_s`` (the traced run), ``op_seconds`` (sum over ops), ``ops`` (list of
+      ``[op type, dtype, seconds, count]``, most expensive first; dtype '' when the op has
+      none, 'mixed' when nodes of one type differ), ``casts`` ([count, seconds]) and
+      ``bfloat16_ops`` (nodes computing in bfloat16).
+    """
+    tf = _tf()
+    metadata = tf.RunMetadata()
+    options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE,
+                            output_partition_graphs=True)
+    start = time.perf_counter()
+    session.run(fetches, feed_dict, options=options, run_metadata=metadata)
+    wall = time.perf_counter() - start
+    nodes = {node.name: node for graph in metadata.partition_graphs for node in graph.node}
+    seconds, counts, dtypes = {}, {}, {}
+    for device in metadata.step_stats.dev_stats:
+        for stats in device.node_stats:
+            node = nodes.get(stats.node_name)
+            if node is None:
+                continue
+            took = (stats.op_end_rel_micros - stats.op_start_rel_micros) / 1e6
+            seconds[node.op] = seconds.get(node.op, 0.0) + took
+            counts[node.op] = counts.get(node.op, 0) + 1
+            dtypes.setdefault(node.op, set()).add(_op_dtype(node))
+    ops = sorted(([op, dtypes[op].pop() if len(dtypes[op]) == 1 else 'mixed', seconds[op],
+                   counts[op]] for op in seconds), key=lambda row: -row[2])
+    return {'wall_s': wall, 'op_seconds': sum(seconds.values()),
+            'ops': ops[:top] if top else ops,
+            'casts': [counts.get('Cast', 0), seconds.get('Cast', 0.0)],
+            'bfloat16_ops': sum(1 for node in nodes.values()
+                                if _op_dtype(node) == 'bfloat16' and node.op != 'Cast')}

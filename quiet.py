@@ -24,6 +24,8 @@ import os
 import sys
 import warnings
 
+import cv2
+
 VERBOSE_ENV = 'REMAEN_VERBOSE'
 # Python warnings raised from these modules are TensorFlow's and tf_slim's own business.
 NOISY_MODULES = r'(tensorflow|tf_slim|keras|tf_keras|absl|google\.protobuf)(\..*)?'
@@ -53,8 +55,9 @@ def setup(verbose=False):
 
     Unless verbose: ``TF_CPP_MIN_LOG_LEVEL=3`` (C++ logs: errors only... and those of start-up
     are not errors for us), ``CUDA_VISIBLE_DEVICES=''`` when there is no NVIDIA device (no
-    cuInit probe and its E0000 line), and Python warnings of TensorFlow, tf_slim and Keras
-    ignored. Values already in the environment are kept. Calling it again is harmless.
+    cuInit probe and its E0000 line), Python warnings of TensorFlow, tf_slim and Keras
+    ignored, and OpenCV's log at errors only. Values already in the environment are kept.
+    Calling it again is harmless.
 
     Args:
       verbose: keep every message (also when ``REMAEN_VERBOSE=1``).
@@ -66,6 +69,9 @@ def setup(verbose=False):
     _state['verbose'] = verbose
     if verbose:
         return True
+    # OpenCV's decoder warnings ("PNG input buffer is incomplete"): a corrupt image is
+    # reported by our own one-line error.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     if 'CUDA_VISIBLE_DEVICES' not in os.environ and not has_nvidia_device():
         os.environ['CUDA_VISIBLE_DEVICES'] = ''

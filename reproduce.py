@@ -25,6 +25,7 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import checkpoints  # noqa: E402
 import errors  # noqa: E402
 import inference  # noqa: E402
 import paper  # noqa: E402
@@ -181,11 +182,7 @@ def main_flags(args, dataset):
 
 def checkpoint_step(prefix):
     """The ``global_step`` stored in a checkpoint, or None (e.g. the authors' release)."""
-    import utils
-    import tensorflow.compat.v1 as tf
-    if 'global_step' not in utils.list_checkpoint(prefix):
-        return None
-    return int(tf.train.load_variable(prefix, 'global_step'))
+    return checkpoints.stored_step(prefix)
 
 
 def _dataset_hint(dataset, message):
@@ -204,7 +201,6 @@ def plan_dataset(args, dataset):
       ``explicit_checkpoint``.
     """
     import dataloader
-    import utils
     half = args.rainy_half.get(dataset)
     info = {'dataset': dataset, 'rainy_half': half, 'pairs': None, 'test_reason': None,
             'train_reason': None, 'explicit_checkpoint': dataset in args.checkpoint}
@@ -218,14 +214,14 @@ def plan_dataset(args, dataset):
         except DataError as exc:
             info['test_reason'] = _dataset_hint(
                 dataset, 'no usable test pairs in %s (%s)' % (info['test_folder'], exc))
-    info['checkpoint_where'] = args.checkpoint.get(dataset) or utils.checkpoint_folder(
+    info['checkpoint_where'] = args.checkpoint.get(dataset) or checkpoints.checkpoint_folder(
         args.checkpoint_dir, dataset, args.batch_size)
-    info['prefix'] = utils.find_checkpoint(info['checkpoint_where'])
+    info['prefix'] = checkpoints.find(info['checkpoint_where'])
     info['step'] = None
     if info['prefix']:
         try:
             info['step'] = checkpoint_step(info['prefix'])
-        except utils.CheckpointError:
+        except checkpoints.CheckpointError:
             pass  # reported when testing
     info['train_folder'] = args.data_path.replace('{}', dataset)
     if not os.path.isdir(info['train_folder']):
@@ -316,7 +312,6 @@ def test_dataset(args, info, derainers=None):
       derainers: optional dict prefix -> main.Derainer, reused by datasets that share a
         checkpoint (the caller closes them).
     """
-    import utils
     dataset = info['dataset']
     sizes = paper.DATASET_SIZES.get(dataset)
     row = {'dataset': dataset, 'status': 'not run', 'reason': None,
@@ -350,8 +345,8 @@ def test_dataset(args, info, derainers=None):
         if derainer is None:
             derainer = derainers[info['prefix']] = inference.build_derainer(main_args)
         else:
-            inference.check_settings(os.path.dirname(info['prefix']),
-                                     settings.model_config(main_args))
+            checkpoints.check_settings(os.path.dirname(info['prefix']),
+                                       settings.model_config(main_args))
         out_dir = os.path.join(args.test_dir, dataset)
         results = inference.derain_pairs(derainer, info['pairs'], out_dir, dataset)
     except errors.user_errors() as exc:
@@ -367,7 +362,7 @@ def test_dataset(args, info, derainers=None):
                seconds_per_image=mean['seconds'])
     if row['paper']:
         row['difference'] = {k: row['ours'][k] - row['paper'][k] for k in ('psnr', 'ssim')}
-    stored = utils.load_settings(os.path.dirname(results['checkpoint'])) or {}
+    stored = checkpoints.load_settings(os.path.dirname(results['checkpoint'])) or {}
     row['train_pairs'] = stored.get('train_pairs')
     return row
 
@@ -526,9 +521,15 @@ def write_report(report, out_dir):
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None):
-    """Run reproduce.py; returns the exit code (0 ok, 1 a training failed, 2 bad flags)."""
+    """Run reproduce.py; returns the exit code (0 ok, 1 a training failed, 2 bad flags or
+    another user error; the others of ``errors.run``, docs/errors.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    return errors.run(lambda: reproduce(args, argv))
+
+
+def reproduce(args, argv):
+    """Plan, train what is missing, test, and write the report; returns the exit code."""
     plans = [plan_dataset(args, name) for name in args.names]
     print('== ReMAEN reproduction: %d dataset(s)' % len(plans))
     for info in plans:

@@ -3,6 +3,7 @@
 Nothing is parsed at import: call ``build_parser()`` or ``parse_args(argv)``.
 """
 import argparse
+import math
 import os
 
 DEFAULT_DILATIONS = (1, 2, 3)
@@ -24,14 +25,16 @@ def str2bool(value):
                                      % value)
 
 
-def _bounded(cast, minimum, expected, invalid=None):
-    """An argparse type: ``cast(value)`` that must be >= ``minimum``.
+def _bounded(cast, minimum, expected, invalid=None, below=None, strict=False):
+    """An argparse type: ``cast(value)`` within a range (floats must also be finite).
 
     Args:
       cast: int or float.
-      minimum: smallest accepted value.
+      minimum: smallest accepted value (excluded when ``strict``).
       expected: message text for out-of-range values ('expected <expected>, got ...').
       invalid: message text for values ``cast`` rejects (default: ``expected``).
+      below: None, or the first value too large (excluded).
+      strict: ``minimum`` itself is refused (e.g. a learning rate > 0).
     """
     def check(value):
         try:
@@ -39,18 +42,52 @@ def _bounded(cast, minimum, expected, invalid=None):
         except ValueError:
             raise argparse.ArgumentTypeError('expected %s, got %r' % (invalid or expected,
                                                                      value))
-        if number < minimum:
+        if (not math.isfinite(number) or number < minimum or (strict and number == minimum)
+                or (below is not None and number >= below)):
             raise argparse.ArgumentTypeError('expected %s, got %r' % (expected, value))
         return number
     return check
 
 
-nonnegative_int = _bounded(int, 0, 'an integer >= 0')
-nonnegative_int.__doc__ = 'argparse type: an integer >= 0.'
-positive_int = _bounded(int, 1, 'a positive integer')
-positive_int.__doc__ = 'argparse type: an integer >= 1.'
-non_negative_float = _bounded(float, 0, 'a number >= 0', invalid='a number')
-non_negative_float.__doc__ = 'argparse type: a float >= 0.'
+MAX_INT = 2 ** 31 - 1       # counts, sizes, steps, seeds: TensorFlow graphs hold int32s
+MAX_THREADS = 1024          # --intra_op_threads/--inter_op_threads (TensorFlow aborts on < 0)
+MIN_TILE = 64               # smaller tiles are refused: they recompute their halo ~100x
+SLOW_TILE = 256             # smaller tiles get a note: several times slower than 512+
+# Peak training memory per pixel of a batch (batch * patch^2) of the paper's model on a CPU:
+# 7.0 GB for 32 x 64 x 64, of which 0.65 GB is TensorFlow itself (docs/performance.md).
+TRAIN_BYTES_PER_PIXEL = 49000
+TRAIN_BASE_BYTES = 0.65e9
+
+nonnegative_int = _bounded(int, 0, 'an integer from 0 to %d' % MAX_INT, below=MAX_INT + 1)
+nonnegative_int.__doc__ = 'argparse type: an integer >= 0 (and < 2^31).'
+positive_int = _bounded(int, 1, 'an integer from 1 to %d' % MAX_INT, below=MAX_INT + 1)
+positive_int.__doc__ = 'argparse type: an integer >= 1 (and < 2^31).'
+non_negative_float = _bounded(float, 0, 'a finite number >= 0', invalid='a number')
+non_negative_float.__doc__ = 'argparse type: a finite float >= 0.'
+positive_float = _bounded(float, 0, 'a finite number > 0', invalid='a number', strict=True)
+positive_float.__doc__ = 'argparse type: a finite float > 0.'
+unit_float = _bounded(float, 0, 'a number in [0, 1)', invalid='a number', below=1)
+unit_float.__doc__ = 'argparse type: a float in [0, 1) (Adam betas).'
+thread_count = _bounded(int, 0, 'an integer from 0 to %d' % MAX_THREADS, below=MAX_THREADS + 1)
+thread_count.__doc__ = 'argparse type: 0 (automatic) or a number of threads.'
+
+
+def tile_size(value):
+    """argparse type of --tile: 0 (whole images) or at least ``MIN_TILE`` pixels."""
+    number = nonnegative_int(value)
+    if 0 < number < MIN_TILE:
+        raise argparse.ArgumentTypeError(
+            'expected 0 or a tile of at least %d pixels, got %r: every tile is computed with '
+            'a halo of about 120 pixels around it, so tiles this small spend nearly all their '
+            'time on the halo (use 512 or more; docs/tiling.md)' % (MIN_TILE, value))
+    return number
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one ``error:`` line (the usage is in --help)."""
+
+    def error(self, message):
+        self.exit(2, 'error: %s (python %s --help lists the flags)\n' % (message, self.prog))
 
 
 def build_parser():
@@ -59,7 +96,7 @@ def build_parser():
     Returns:
       argparse.ArgumentParser.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='main.py',
         description='ReMAEN single-image deraining (Yang & Lu, ICME 2019): train, test and '
                     'derain your own photos.',
@@ -72,23 +109,28 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
     opt = parser.add_argument_group('optimisation (paper defaults)')
-    opt.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (default 1e-3)')
-    opt.add_argument('--beta1', type=float, default=0.9, help='Adam beta1 (default 0.9)')
-    opt.add_argument('--beta2', type=float, default=0.999, help='Adam beta2 (default 0.999)')
+    opt.add_argument('--lr', type=positive_float, default=1e-3,
+                     help='Adam learning rate, > 0 (default 1e-3)')
+    opt.add_argument('--beta1', type=unit_float, default=0.9,
+                     help='Adam beta1, in [0, 1) (default 0.9)')
+    opt.add_argument('--beta2', type=unit_float, default=0.999,
+                     help='Adam beta2, in [0, 1) (default 0.999)')
     opt.add_argument('--lr_decay_step', type=positive_int, default=30000,
                      help='iteration from which lr is multiplied by 0.1 (default 30000)')
     opt.add_argument('--iterations', type=positive_int, default=40000,
                      help='total training iterations (default 40000); a rerun resumes')
     opt.add_argument('--batch_size', type=positive_int, default=32,
-                     help='training batch size; also names the checkpoint folder (default 32)')
+                     help='training batch size; also names the checkpoint folder; refused '
+                          'when its estimated memory exceeds the machine\'s (default 32)')
     opt.add_argument('--patch_size', type=positive_int, default=64,
                      help='side of the random training crops (default 64)')
     opt.add_argument('--edge_loss_weight', type=non_negative_float, default=0.1,
                      help='weight of the edge loss; 0 disables it (default 0.1)')
     opt.add_argument('--flip', type=str2bool, default=False,
                      help='random horizontal flips of training crops (default False: paper)')
-    opt.add_argument('--seed', type=int, default=None,
-                     help='random seed for weights and crops (default: not fixed)')
+    opt.add_argument('--seed', type=nonnegative_int, default=None,
+                     help='random seed for weights and crops, 0 to 2^31-1 (default: not '
+                          'fixed)')
 
     net = parser.add_argument_group('network (paper defaults; other values are ablations)')
     net.add_argument('--channel_dim', type=positive_int, default=32,
@@ -170,7 +212,7 @@ def build_parser():
                           'TensorBoard (default 0 = off)')
     run.add_argument('--eval_images', type=positive_int, default=None,
                      help='evaluate on the first K test images only (default: all)')
-    run.add_argument('--memory_budget_mb', type=int, default=2048,
+    run.add_argument('--memory_budget_mb', type=nonnegative_int, default=2048,
                      help='keep the decoded training set in memory up to this size, else read '
                           'lazily (default 2048)')
     run.add_argument('--num_gpus', type=positive_int, default=1,
@@ -183,16 +225,25 @@ def build_parser():
                           'as for testing into this folder')
 
     perf = parser.add_argument_group('performance')
-    perf.add_argument('--tile', type=nonnegative_int, default=0,
-                      help='derain large images in tiles of this side (pixels), exact up to '
-                           'float rounding; 0 = whole image in one pass (default 0)')
-    perf.add_argument('--tile_mode', choices=['exact', 'fast'], default='exact',
-                      help='tiled inference: exact (equal to a whole-image pass, ~19 passes) '
-                           'or fast (~2 passes, approximate SE statistics; for large photos; '
-                           'see docs/tiling.md) (default exact)')
+    perf.add_argument('--tile', type=tile_size, default=None,
+                      help='testing and --input: derain images with a side larger than this '
+                           'in tiles of this side (pixels, at least %d); 0 = always one '
+                           'whole-image pass (default: automatic, whole images when they fit '
+                           '--inference_memory_mb, else tiles sized to fit it; docs/tiling.md)'
+                           % MIN_TILE)
+    perf.add_argument('--tile_mode', choices=['exact', 'fast'], default='fast',
+                      help='tiled inference: fast (two runs per tile; within 0.05 dB of a '
+                           'whole-image pass, measured) or exact (equal to a whole-image '
+                           'pass up to float rounding, ~19 passes) (default fast)')
     perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,
-                      help='halo around each tile in pixels (default: the network\'s '
-                           'receptive field radius, which makes tiling exact)')
+                      help='halo around each tile in pixels (default: 32 in fast mode, the '
+                           "network's receptive-field radius, which makes tiling exact, in "
+                           'exact mode)')
+    perf.add_argument('--inference_memory_mb', type=nonnegative_int, default=0,
+                      help='memory budget of testing and --input in MB: images whose '
+                           'whole-image pass would need more are derained in tiles that fit '
+                           '(default 0 = automatic: 4096, or 75%% of the memory available '
+                           'when less)')
     add_session_flags(perf)
     return parser
 
@@ -206,10 +257,12 @@ def add_session_flags(group):
     Args:
       group: argparse parser or argument group, extended in place.
     """
-    group.add_argument('--intra_op_threads', type=int, default=0,
-                       help='TensorFlow intra-op threads (default 0 = one per core)')
-    group.add_argument('--inter_op_threads', type=int, default=0,
-                       help='TensorFlow inter-op threads (default 0 = automatic)')
+    group.add_argument('--intra_op_threads', type=thread_count, default=0,
+                       help='TensorFlow intra-op threads, 0 to %d (default 0 = one per core)'
+                            % MAX_THREADS)
+    group.add_argument('--inter_op_threads', type=thread_count, default=0,
+                       help='TensorFlow inter-op threads, 0 to %d (default 0 = automatic)'
+                            % MAX_THREADS)
     group.add_argument('--xla', type=str2bool, default=False,
                        help='compile the graph with XLA (default False)')
     group.add_argument('--precision', choices=['fp32', 'bf16', 'fp16', 'auto'], default=None,
@@ -241,7 +294,8 @@ def parse_args(argv=None):
       ``--test_path`` is given as a folder (no ``{}``), so results are labelled by it.
     * ``args.given``: the set of flags present on the command line.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.given = given_flags(argv)
     if args.phase == 'test' and not args.is_training and not args.is_testing:
         args.is_testing = True
@@ -250,7 +304,54 @@ def parse_args(argv=None):
             args.test_dataset = 'Rain100L'
         else:
             args.test_dataset = os.path.basename(os.path.normpath(args.test_path)) or 'test'
+    if args.is_training:
+        _check_training_memory(parser, args)
+    if args.tile and args.tile < SLOW_TILE:
+        print('note: --tile %d is small: every tile is computed with a halo around it (32 '
+              'pixels in fast mode, about 120 in exact mode), so this is slower than --tile '
+              '512 or more (docs/tiling.md)' % args.tile)
     return args
+
+
+def training_memory(args):
+    """Estimated peak memory of a training step of the flags, in bytes (CPU, fp32).
+
+    Scaled from the measured paper setting (``TRAIN_BYTES_PER_PIXEL``) by the pixels of a
+    batch, the channels and the stages.
+    """
+    pixels = args.batch_size * args.patch_size ** 2
+    scale = (args.channel_dim / 32.0) * (args.stages / 3.0)
+    return TRAIN_BASE_BYTES + pixels * TRAIN_BYTES_PER_PIXEL * scale
+
+
+def physical_memory():
+    """Bytes of memory of this machine (or of its cgroup limit when lower); None if unknown."""
+    try:
+        total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        with open('/sys/fs/cgroup/memory.max') as handle:
+            limit = handle.read().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def _check_training_memory(parser, args):
+    """Refuse a batch whose training step cannot fit in this machine's memory (no GPU: on a
+    GPU the activations live in its memory, and TensorFlow reports a clear error there)."""
+    import quiet
+    total = physical_memory()
+    need = training_memory(args)
+    if total is None or need <= total or quiet.has_nvidia_device():
+        return
+    parser.error('--batch_size %d with --patch_size %d needs about %.0f GB of memory to '
+                 'train (measured: 7 GB for 32 x 64 x 64), this machine has %.0f GB; lower '
+                 '--batch_size or --patch_size' % (args.batch_size, args.patch_size,
+                                                   need / 1e9, total / 1e9))
 
 
 # ----------------------------------------------------------------------------- what flags mean
@@ -267,7 +368,8 @@ def model_config(args):
 
 
 def run_suffix(args):
-    """Checkpoint-folder suffix: '' for the paper's model and loss, else one tag per change."""
+    """Checkpoint-folder suffix: '' for the paper's model and loss, else one tag per change
+    (``checkpoints.default_folder`` names the folder with it)."""
     suffix = model_config(args).suffix()
     if args.edge_loss_weight != PAPER_EDGE_LOSS_WEIGHT:
         suffix += '_edge%g' % args.edge_loss_weight
@@ -279,13 +381,6 @@ def run_settings(args):
     return {'model': model_config(args).to_dict(), 'edge_loss_weight': args.edge_loss_weight,
             'train_dataset': args.train_dataset, 'batch_size': args.batch_size,
             'patch_size': args.patch_size, 'lr': args.lr, 'lr_decay_step': args.lr_decay_step}
-
-
-def default_checkpoint_folder(args):
-    """``<checkpoint_dir>/ReMAEN_<train_dataset>_<batch_size><suffix>`` (paper naming)."""
-    import os
-    return os.path.join(args.checkpoint_dir, 'ReMAEN_%s_%d%s' % (
-        args.train_dataset, args.batch_size, run_suffix(args)))
 
 
 def print_configuration(args, title):

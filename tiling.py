@@ -190,16 +190,26 @@ def _interior_sums(end_points, interior):
 
 # ----------------------------------------------------------------------------- tiles
 def tile_interiors(height, width, tile):
-    """Split an image into interiors of at most ``tile`` x ``tile`` pixels.
+    """Split an image into interiors of at most ``tile`` x ``tile`` pixels, of equal sizes.
+
+    ``ceil(height / tile)`` rows and ``ceil(width / tile)`` columns of near-equal size (they
+    differ by at most one pixel): no thin remainder tile, whose halo would cost more than
+    its interior.
 
     Returns:
-      list of (y0, y1, x0, x1) half-open boxes covering the image exactly once.
+      list of (y0, y1, x0, x1) half-open boxes covering the image exactly once, row by row.
     """
     if tile < 1:
         raise ValueError('tile must be >= 1, got %d' % tile)
-    rows = [(y, min(y + tile, height)) for y in range(0, height, tile)]
-    cols = [(x, min(x + tile, width)) for x in range(0, width, tile)]
+    rows, cols = _even_split(height, tile), _even_split(width, tile)
     return [(y0, y1, x0, x1) for y0, y1 in rows for x0, x1 in cols]
+
+
+def _even_split(length, tile):
+    """[(start, stop)]: ``ceil(length / tile)`` consecutive ranges of near-equal length."""
+    count = -(-length // tile)
+    edges = [length * k // count for k in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def halo_crop(box, halo, height, width):
@@ -427,3 +437,195 @@ class _Ticker(object):
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+# ----------------------------------------------------------------------------- automatic choice
+# Peak memory of one network pass (the paper's 32 channels, fp32, CPU), measured with
+# ``profiling.peak_rss_mb`` (docs/tiling.md): 4.1-4.8 kB per pixel of its input, from 321x481
+# to 1024x1024, whole images and tile crops alike; proportional to the channels.
+PASS_BYTES_PER_PIXEL = 4800
+# TensorFlow, both graphs and the weights, before the first image (measured 0.7-0.8 GB).
+RUNTIME_MB = 800
+# The image and what is made of it while it is derained and saved (float32 input and output,
+# their clipped and 8-bit copies, the comparison strip), measured end to end at 12 MP.
+IMAGE_BYTES_PER_PIXEL = 100
+# Automatic tiling: crops (tile + 2 halos) of at most AUTO_MAX_CROP pixels a side (feature
+# maps of 32 MB, the size of this CPU's L3 cache; peak ~3 GB at 12 MP), tiles of at least
+# MIN_TILE pixels (smaller ones would be mostly halo) whatever the budget.
+AUTO_MAX_CROP = 512
+MIN_TILE = 32
+# The default budget: at most DEFAULT_BUDGET_MB, and at most AVAILABLE_FRACTION of the
+# memory available when the run starts (other processes may grow meanwhile).
+DEFAULT_BUDGET_MB = 4096
+AVAILABLE_FRACTION = 0.75
+BUDGET_FLAG = '--inference_memory_mb'
+
+# How one image is derained (``plan``):
+#   tiled: bool; tile: interior side (0 when not tiled); mode: 'fast' or 'exact';
+#   overlap: last-pass halo (pixels); tiles: number of tiles (1 when not tiled);
+#   memory_mb: estimated peak of the process; line: one line saying which and why.
+Plan = collections.namedtuple('Plan', ['tiled', 'tile', 'mode', 'overlap', 'tiles', 'memory_mb',
+                                       'line'])
+
+
+def _meminfo_mb(field, path='/proc/meminfo'):
+    """A /proc/meminfo field in MB, or None."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _read_number(path):
+    """The integer in a one-line file (cgroup limits), or None ('max', absent, unreadable)."""
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_room_mb():
+    """Memory left under this process's cgroup limit (v2, then v1), in MB; None if unlimited."""
+    for limit_path, usage_path in (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current'),
+                                   ('/sys/fs/cgroup/memory/memory.limit_in_bytes',
+                                    '/sys/fs/cgroup/memory/memory.usage_in_bytes')):
+        limit, usage = _read_number(limit_path), _read_number(usage_path)
+        if limit is not None and limit < 2 ** 60:
+            return (limit - (usage or 0)) / 2.0 ** 20
+    return None
+
+
+def available_memory_mb():
+    """Memory available to this process now, in MB (None when it cannot be known).
+
+    Linux's MemAvailable (free memory plus reclaimable caches), lowered to what a cgroup
+    memory limit (containers, ``systemd-run -p MemoryMax``) still allows.
+    """
+    known = [v for v in (_meminfo_mb('MemAvailable'), _cgroup_room_mb()) if v is not None]
+    return min(known) if known else None
+
+
+def default_budget_mb(available_mb=None):
+    """The memory budget when ``--inference_memory_mb`` is not given, in MB.
+
+    Args:
+      available_mb: memory available (None = ``available_memory_mb()``, measured now).
+
+    Returns:
+      float: min(DEFAULT_BUDGET_MB, AVAILABLE_FRACTION * available), DEFAULT_BUDGET_MB when
+      the available memory is unknown.
+    """
+    if available_mb is None:
+        available_mb = available_memory_mb()
+    if available_mb is None:
+        return float(DEFAULT_BUDGET_MB)
+    return min(float(DEFAULT_BUDGET_MB), AVAILABLE_FRACTION * available_mb)
+
+
+def pass_mb(pixels, config=None):
+    """Estimated memory of one network pass over ``pixels`` input pixels, in MB (no runtime)."""
+    channels = (config or model.ModelConfig()).channels
+    return pixels * PASS_BYTES_PER_PIXEL * channels / 32.0 / 2.0 ** 20
+
+
+def _fixed_mb(height, width):
+    """Runtime plus the image's own buffers, in MB."""
+    return RUNTIME_MB + height * width * IMAGE_BYTES_PER_PIXEL / 2.0 ** 20
+
+
+def whole_image_mb(height, width, config=None):
+    """Estimated peak memory (MB) of deraining an H x W image in one whole-image pass."""
+    return _fixed_mb(height, width) + pass_mb(height * width, config)
+
+
+def tiled_mb(height, width, tile, halo, config=None):
+    """Estimated peak memory (MB) of deraining an H x W image in tiles (largest crop)."""
+    largest = max((cy1 - cy0) * (cx1 - cx0) for (cy0, cy1, cx0, cx1), _ in
+                  (halo_crop(box, halo, height, width)
+                   for box in tile_interiors(height, width, tile)))
+    return _fixed_mb(height, width) + pass_mb(largest, config)
+
+
+def tile_for_budget(budget_mb, height, width, halo, config=None):
+    """The largest tile interior whose crops keep an H x W image within ``budget_mb``.
+
+    The crop side (tile + 2 halo) is at most AUTO_MAX_CROP; the tile is at least MIN_TILE
+    even when the budget is smaller than that needs (``plan`` says so).
+
+    Returns:
+      int, the tile side in pixels.
+    """
+    room = (budget_mb - _fixed_mb(height, width)) * 2.0 ** 20
+    side = int((max(room, 0.0) / (pass_mb(1, config) * 2.0 ** 20)) ** 0.5)
+    return max(MIN_TILE, min(side, AUTO_MAX_CROP) - 2 * halo)
+
+
+def _gb(megabytes):
+    return '%.1f GB' % (megabytes / 1024.0)
+
+
+def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=None):
+    """Whole-image pass or tiles for an H x W image, and one line saying which and why.
+
+    Automatic (``tile`` None): one whole-image pass (exact, fastest) when its estimated peak
+    memory fits ``budget_mb``, else tiles in ``mode`` sized by ``tile_for_budget``. A given
+    ``tile`` forces tiles of that side for images larger than one tile; 0 forces whole images.
+
+    Args:
+      height, width: image size in pixels.
+      budget_mb: memory budget of the process in MB (``default_budget_mb``).
+      config: ModelConfig (None = the paper's model).
+      tile: None (automatic), 0 (whole) or the tile side in pixels.
+      mode: tiled mode, 'fast' or 'exact'.
+      overlap: last-pass halo; None = ``default_overlap(config, mode)``.
+
+    Returns:
+      Plan.
+    """
+    if mode not in TILE_MODES:
+        raise ValueError('mode must be one of %s, got %r' % (TILE_MODES, mode))
+    overlap = default_overlap(config, mode) if overlap is None else overlap
+    whole_mb = whole_image_mb(height, width, config)
+    if tile is None:
+        if whole_mb <= budget_mb:
+            return _whole_plan(mode, overlap, whole_mb, 'Whole-image passes: images up to '
+                               '%.1f MP fit the %s memory budget (%s); larger ones are tiled'
+                               % (_whole_megapixels(budget_mb, config), _gb(budget_mb),
+                                  BUDGET_FLAG), budget_mb)
+        tile = tile_for_budget(budget_mb, height, width, overlap, config)
+        why = ('a whole-image pass would need ~%s, over the %s memory budget (%s)'
+               % (_gb(whole_mb), _gb(budget_mb), BUDGET_FLAG))
+    elif tile == 0 or max(height, width) <= tile:
+        return _whole_plan(mode, overlap, whole_mb, 'Whole-image passes (--tile %d)' % tile,
+                           budget_mb)
+    else:
+        why = '--tile %d' % tile
+    boxes = tile_interiors(height, width, tile)
+    memory = tiled_mb(height, width, tile, overlap, config)
+    line = ('%dx%d: tiled, %s mode, %d tiles of up to %dx%d (~%s): %s'
+            % (width, height, mode, len(boxes), boxes[0][3] - boxes[0][2],
+               boxes[0][1] - boxes[0][0], _gb(memory), why))
+    return Plan(True, tile, mode, overlap, len(boxes), memory,
+                line + _over_budget_note(memory, budget_mb))
+
+
+def _whole_plan(mode, overlap, memory, line, budget_mb):
+    return Plan(False, 0, mode, overlap, 1, memory, line + _over_budget_note(memory, budget_mb))
+
+
+def _over_budget_note(memory, budget_mb):
+    """'' or a note that the estimate exceeds the budget (forced or smallest tiles)."""
+    if memory <= budget_mb:
+        return ''
+    return '; note: this needs ~%s, more than the %s budget' % (_gb(memory), _gb(budget_mb))
+
+
+def _whole_megapixels(budget_mb, config=None):
+    """Largest image (megapixels) whose whole-image pass fits ``budget_mb``."""
+    per_pixel = IMAGE_BYTES_PER_PIXEL + pass_mb(1, config) * 2.0 ** 20
+    return max(0.0, (budget_mb - RUNTIME_MB) * 2.0 ** 20 / per_pixel / 1e6)

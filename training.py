@@ -8,36 +8,45 @@
 
 ``train(args)`` runs them all. Training checkpoints hold the whole state (weights,
 ``global_step``, Adam moments and beta powers), so rerunning the same command resumes
-exactly; ``--keep_checkpoints`` is enforced over the folder, earlier runs' files included.
+exactly. The checkpoint folder is a ``checkpoints.TrainingFolder``: locked for this process,
+saved atomically, ``--keep_checkpoints`` enforced over it (earlier runs' files included).
 With ``TF_CONFIG`` set the same steps run as one task of a cluster (``distributed.py``); a
 ps task only serves the variables.
 With ``--eval_every N`` the test set is derained every N iterations and every stage's output
-is measured in both protocols: rows ``step,stage,psnr,ssim,psnr_y,ssim_y,seconds`` are
-appended to ``<logs_dir>/<checkpoint folder name>/curve.csv`` (the paper's "recurrent rain
-removal analysis"; ``python figures.py curves`` draws it) and written as TensorBoard scalars.
+is measured in both protocols (``evaluation.py``: ``curve.csv`` and TensorBoard scalars).
+
+``model`` (which imports TensorFlow) is imported inside the functions that build graphs, so
+that importing this module does not start TensorFlow before ``quiet.setup`` has silenced it.
 """
 import collections
-import csv
+import contextlib
 import math
 import os
-import re
 import signal
 import time
 
 import numpy as np
 
+import audit
+import checkpoints
 import dataloader
+import distributed
+import metrics
+import precision
+import quiet
 import settings
+import utils
 from dataloader import DataError
 from errors import TrainingError, UsageError
-
-CURVE_FILE = 'curve.csv'
-CURVE_COLUMNS = ('step', 'stage', 'psnr', 'ssim', 'psnr_y', 'ssim_y', 'seconds')
+from evaluation import (CURVE_FILE, read_curve, run_evaluation, scalar_summary,
+                        write_samples)
+from progress import Progress
 
 # cluster/server: the TF_CONFIG task (distributed.Cluster) and its tf.train.Server, or None.
+# store: the chief's checkpoints.TrainingFolder (locked; it saves), None elsewhere.
 Run = collections.namedtuple('Run', [
     'config', 'folder', 'pairs', 'prefix', 'sample_pairs', 'eval_pairs', 'hvd', 'chief',
-    'log_dir', 'cluster', 'server'], defaults=(None, None))
+    'log_dir', 'cluster', 'server', 'store'], defaults=(None, None, None))
 # replicas: distributed.SyncReplicas of a TF_CONFIG worker, else None.
 Graph = collections.namedtuple('Graph', [
     'graph', 'rain', 'clean', 'net', 'psnr', 'summaries', 'saver', 'infer', 'init',
@@ -91,15 +100,29 @@ def _test_pairs(args, limit=None, purpose='training samples'):
         return []
 
 
-def prepare(args):
-    """Check the flags and the data, find the checkpoint to resume. Returns a Run.
+def _warn_shared_backgrounds(args, data_dir, log_dir):
+    """One ``warning:`` line per test background the training set shares (``audit.py``).
 
-    With a TF_CONFIG cluster this task's server is started here; a ps task gets a Run with
-    only ``cluster`` and ``server`` (it needs no data).
+    Cached in ``log_dir`` by the files' names, sizes and dates, so a resumed run does not pay
+    twice; a missing test set or unreadable data only skips the check (training goes on).
     """
-    import distributed
-    from inference import check_settings
-    import utils
+    try:
+        test_dir = dataloader.resolve_dataset_dir(args.test_path, args.test_dataset,
+                                                  '--test_path')
+    except DataError:
+        return
+    audit.training_warning(data_dir, test_dir, args.test_dataset, log_dir,
+                           rainy_half=args.rainy_half)
+
+
+def prepare(args):
+    """Check the flags and the data, open the checkpoint folder. Returns a Run.
+
+    The chief opens the folder as a ``checkpoints.TrainingFolder`` (its lock, the cleanup of
+    an interrupted save, the newest readable checkpoint to resume); the caller closes it
+    (``run.store.close()``). With a TF_CONFIG cluster this task's server is started here; a
+    ps task gets a Run with only ``cluster`` and ``server`` (it needs no data).
+    """
     cluster = distributed.from_environment()
     if cluster:
         distributed.check_flags(cluster, args)
@@ -112,26 +135,37 @@ def prepare(args):
         raise UsageError('--batch_size %d does not split evenly over --num_gpus %d'
                          % (args.batch_size, args.num_gpus))
     config = settings.model_config(args)
-    folder = settings.default_checkpoint_folder(args)
+    folder = checkpoints.default_folder(args)
     data_dir = dataloader.resolve_dataset_dir(args.data_path, args.train_dataset, '--data_path')
     pairs, _ = dataloader.find_pairs(data_dir, rainy_half=args.rainy_half,
                                      limit=args.trainset_size)
-    # A TF_CONFIG worker other than the chief never restores: the variables live on the ps.
-    prefix = utils.find_checkpoint(folder) if chief or not cluster else None
-    if prefix:
-        check_settings(folder, config, edge_loss_weight=args.edge_loss_weight)
     sample_pairs = _test_pairs(args, 2) if chief else []
     eval_pairs = []
     if chief and args.eval_every:
         eval_pairs = _test_pairs(args, args.eval_images, 'evaluation curve')
-    log_dir = os.path.join(args.logs_dir, os.path.basename(folder))
-    server = distributed.start_server(cluster, _session_config(args)) if cluster else None
+    if chief:
+        _warn_shared_backgrounds(args, data_dir, os.path.join(args.logs_dir,
+                                                              os.path.basename(folder)))
+    # One writer per folder: the chief. Other Horovod ranks read the same checkpoint (rank 0
+    # broadcasts it anyway); a TF_CONFIG worker other than the chief never restores: the
+    # variables live on the ps.
+    store = checkpoints.TrainingFolder(folder, args.keep_checkpoints) if chief else None
+    try:
+        prefix = store.resume if store else (
+            None if cluster else checkpoints.newest_readable(folder, log=lambda _: None))
+        if prefix:
+            checkpoints.check_settings(folder, config, edge_loss_weight=args.edge_loss_weight)
+        log_dir = os.path.join(args.logs_dir, os.path.basename(folder))
+        server = distributed.start_server(cluster, _session_config(args)) if cluster else None
+    except BaseException:
+        if store:
+            store.close()
+        raise
     return Run(config, folder, pairs, prefix, sample_pairs, eval_pairs, hvd, chief, log_dir,
-               cluster, server)
+               cluster, server, store)
 
 
 def _session_config(args):
-    import utils
     return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla,
                                 precision=args.precision)
 
@@ -144,16 +178,15 @@ def build(args, run):
     A TF_CONFIG worker places the variables on the ps and wraps Adam in a
     SyncReplicasOptimizer (``distributed.SyncReplicas``).
     """
-    import contextlib
-    import distributed
-    import model
-    import quiet
-    import utils
+    import model  # imports TensorFlow: after quiet.setup (the module docstring)
     tf = quiet.import_tf()
     graph = tf.Graph()
     replicas = distributed.SyncReplicas(run.cluster) if run.cluster else None
     wrap_optimizer = (run.hvd.DistributedOptimizer if run.hvd
                       else replicas.wrap_optimizer if replicas else None)
+    # Dilated convs as single Conv2D ops where this process's kernels differentiate them
+    # (oneDNN, GPUs): same variables and math, no SpaceToBatchND/BatchToSpaceND copies.
+    direct_dilation = precision.direct_dilation_trainable(_session_config(args))
     with graph.as_default(), (tf.device(replicas.device_setter()) if replicas
                               else contextlib.nullcontext()):
         if args.seed is not None:
@@ -167,7 +200,7 @@ def build(args, run):
             lr_decay_step=args.lr_decay_step, edge_loss_weight=args.edge_loss_weight,
             devices=devices,
             wrap_optimizer=wrap_optimizer,
-            precision=args.precision)
+            precision=args.precision, direct_dilation=direct_dilation)
         clipped = tf.clip_by_value(net.output, 0.0, 1.0)
         psnr = tf.reduce_mean(tf.image.psnr(clipped, clean, max_val=1.0))
         # metrics/ssim is computed in numpy (batch_ssim_summary): SSIM's variances are small
@@ -179,12 +212,11 @@ def build(args, run):
             tf.summary.scalar('schedule/learning_rate', net.learning_rate)])
         optimizer_state = [v for v in tf.global_variables()
                            if v not in set(net.variables) and v is not net.global_step]
-        saver = tf.train.Saver(net.variables + [net.global_step] + optimizer_state,
-                               max_to_keep=args.keep_checkpoints)
+        saver = checkpoints.make_saver(net.variables + [net.global_step] + optimizer_state)
         infer = model.build_inference_graph(run.config)
         init = tf.global_variables_initializer()
-        restore_fn = (utils.make_restorer(run.prefix, net.variables, net.global_step,
-                                          optional=optimizer_state) if run.prefix else None)
+        restore_fn = (checkpoints.make_restorer(run.prefix, net.variables, net.global_step,
+                                                optional=optimizer_state) if run.prefix else None)
         broadcast = run.hvd.broadcast_global_variables(0) if run.hvd else None
         if replicas:
             replicas.build()
@@ -204,19 +236,10 @@ def batch_ssim_summary(output, clean):
       tf.Summary with one value: the mean SSIM over the batch (paper protocol); None when the
       crops are smaller than SSIM's 11x11 window.
     """
-    import metrics
     if min(np.shape(output)[1:3]) < metrics.SSIM_WIN_SIZE:
         return None
     value = float(np.mean([metrics.ssim(o, c) for o, c in zip(output, clean)]))  # float64
     return scalar_summary({'metrics/ssim': value})
-
-
-def scalar_summary(values):
-    """A tf.Summary of scalars computed outside the graph: ``{tag: float}``, in that order."""
-    import quiet
-    tf = quiet.import_tf()
-    return tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=value)
-                             for tag, value in values.items()])
 
 
 # ----------------------------------------------------------------------------- step 3
@@ -226,8 +249,6 @@ def restore_or_init(args, run, graph):
     TF_CONFIG: the session runs on this task's server; the chief initialises or restores
     the variables (on the ps) and then marks them ready, the other workers wait for that.
     """
-    import distributed
-    import quiet
     tf = quiet.import_tf()
     session_config = _session_config(args)
     if run.hvd:
@@ -259,153 +280,14 @@ def restore_or_init(args, run, graph):
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def checkpoint_steps(folder):
-    """``{step: prefix}`` of the ``ReMAEN-<step>`` checkpoints in ``folder``."""
-    import utils
-    found = {}
-    if not os.path.isdir(folder):
-        return found
-    pattern = re.compile(r'^%s-(\d+)\.index$' % re.escape(utils.CHECKPOINT_PREFIX))
-    for name in os.listdir(folder):
-        match = pattern.match(name)
-        if match:
-            found[int(match.group(1))] = os.path.join(folder, name[:-len('.index')])
-    return found
-
-
-def prune_checkpoints(folder, keep, protect=()):
-    """Delete all but the ``keep`` newest ``ReMAEN-<step>`` checkpoints of ``folder``.
-
-    Called after a checkpoint was written, so the one a run resumed from is only removed
-    once a newer one exists. Earlier runs' checkpoints count too (``tf.train.Saver`` only
-    prunes its own). Prefixes in ``protect`` are never removed.
-
-    Returns:
-      The removed prefixes.
-    """
-    steps = checkpoint_steps(folder)
-    removed = []
-    for step in sorted(steps)[:-keep] if keep > 0 else []:
-        prefix = steps[step]
-        if prefix in protect:
-            continue
-        for path in [prefix + '.index'] + _data_files(prefix):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-        removed.append(prefix)
-    return removed
-
-
-def _data_files(prefix):
-    folder, base = os.path.split(prefix)
-    return [os.path.join(folder, n) for n in os.listdir(folder or '.')
-            if n.startswith(base + '.data-')]
-
-
 def save_checkpoint(args, run, graph, session, step):
-    """Save ``ReMAEN-<step>`` (whole training state), then prune old ones. Returns step."""
-    import utils
-    save_path = os.path.join(run.folder, utils.CHECKPOINT_PREFIX)
-    prefix = graph.saver.save(session, save_path, global_step=step, write_meta_graph=False)
-    prune_checkpoints(run.folder, args.keep_checkpoints, protect=(prefix,))
+    """Save ``ReMAEN-<step>`` (the whole training state) and apply ``--keep_checkpoints``
+    (``checkpoints.TrainingFolder.save``). Returns step."""
+    run.store.save(session, graph.saver, step)
     return step
 
 
-# ----------------------------------------------------------------------------- evaluation
-def read_curve(path):
-    """The rows of a curve.csv as dicts of numbers (empty list when absent)."""
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline='') as handle:
-        return [{k: (int(v) if k in ('step', 'stage') else float(v)) if v != '' else None
-                 for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
-def evaluate_stages(session, infer, pairs):
-    """Derain ``pairs`` and average every stage's metrics over them.
-
-    Args:
-      session: session holding the weights of ``infer``'s variables.
-      infer: model.InferenceGraph.
-      pairs: dataloader.Pair list with ground truth.
-
-    Returns:
-      (list of dicts, one per stage (stage 1 first) with psnr, ssim, psnr_y, ssim_y means;
-      seconds spent).
-    """
-    from inference import Measurer
-    measure = Measurer()
-    start = time.perf_counter()
-    per_stage = None
-    for pair in pairs:
-        rain, clean = dataloader.load_pair(pair)
-        outputs = session.run(infer.stage_outputs, {infer.images: rain[np.newaxis]})
-        values = [measure(out[0], clean) for out in outputs]
-        per_stage = per_stage or [[] for _ in values]
-        for stage, value in enumerate(values):
-            per_stage[stage].append(value)
-    means = [{k: _mean([v[k] for v in values]) for k in CURVE_COLUMNS[2:6]}
-             for values in per_stage or []]
-    return means, time.perf_counter() - start
-
-
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
-def append_curve(path, step, means, seconds):
-    """Append one evaluation (a row per stage) to curve.csv, header first if new."""
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    new = not os.path.isfile(path)
-    with open(path, 'a', newline='') as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(CURVE_COLUMNS)
-        for stage, values in enumerate(means, 1):
-            writer.writerow([step, stage] + ['' if values[k] is None else '%.6f' % values[k]
-                                             for k in CURVE_COLUMNS[2:6]] + ['%.2f' % seconds])
-
-
-def run_evaluation(args, run, graph, session, writer, step, first):
-    """Measure the curve point of ``step``; print it (and its cost the first time)."""
-    means, seconds = evaluate_stages(session, graph.infer, run.eval_pairs)
-    append_curve(os.path.join(run.log_dir, CURVE_FILE), step, means, seconds)
-    if writer is not None:
-        writer.add_summary(scalar_summary({
-            'eval/stage%d/%s' % (stage, key): float('nan') if values[key] is None else values[key]
-            for stage, values in enumerate(means, 1) for key in CURVE_COLUMNS[2:6]}), step)
-    stages = '  '.join('stage %d %.2f dB / %.4f' % (s, v['psnr'], v['ssim'] or float('nan'))
-                       for s, v in enumerate(means, 1))
-    text = 'eval @ %d on %d image(s): %s' % (step, len(run.eval_pairs), stages)
-    if first:
-        text += ('  [one evaluation takes %.1f s; every %d iterations]'
-                 % (seconds, args.eval_every))
-    return text
-
-
 # ----------------------------------------------------------------------------- step 4
-def _sample_strip(rain, derained, clean, residual):
-    """rain | derained | clean | residual side by side (uint8, BGR)."""
-    from utils import to_uint8
-    residual = np.abs(residual)
-    residual = residual / max(float(residual.max()), 1e-6)
-    return np.concatenate([to_uint8(x) for x in (rain, derained, clean, residual)], axis=1)
-
-
-def write_samples(session, infer, pairs, folder, step):
-    """rain | derained | clean | residual strips of the sample pairs at ``step``."""
-    import cv2
-    os.makedirs(folder, exist_ok=True)
-    for pair in pairs:
-        rain, clean = dataloader.load_pair(pair)
-        out = session.run(infer.output, {infer.images: rain[np.newaxis]})[0]
-        cv2.imwrite(os.path.join(folder, '%s_iter%06d.png' % (pair.name, step)),
-                    _sample_strip(rain, out, clean, rain - out))
-
-
 def _worker_seed(seed, hvd):
     """Crop seed of this process: Horovod workers must not all draw the same crops."""
     if seed is None or hvd is None:
@@ -413,9 +295,38 @@ def _worker_seed(seed, hvd):
     return seed + hvd.rank()
 
 
-def loop(args, run, graph, session, step, batcher, writer, stop, bar):
-    """Train from ``step`` until --iterations or a stop signal. Returns (step, last_saved)."""
-    import utils
+class IterationClock(object):
+    """Wall time of each training iteration, evaluations and samples apart.
+
+    An iteration is what every step of a long run pays: the batch, ``session.run`` of the
+    training step and its fetches, the progress line, summaries and checkpoint saves (the
+    periodic ones amortised where they happen). Evaluations and samples are timed apart, so
+    the median iteration compares with ``bench.py``'s training step.
+    """
+
+    def __init__(self):
+        self.seconds = []       # one per iteration
+        self.other = 0.0        # evaluations and samples
+
+    def median(self):
+        """Median seconds per iteration, the first one (graph warm-up) left out; None if
+        fewer than two."""
+        return float(np.median(self.seconds[1:])) if len(self.seconds) > 1 else None
+
+    def describe(self):
+        """'2.950 s per iteration (median of 120; evaluations and samples 84 s)' or ''."""
+        median = self.median()
+        if median is None:
+            return ''
+        return ('%.3f s per iteration (median of %d; evaluations and samples %.0f s)'
+                % (median, len(self.seconds) - 1, self.other))
+
+
+def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None):
+    """Train from ``step`` until --iterations or a stop signal. Returns (step, last_saved).
+
+    ``clock`` (an ``IterationClock``) records the time of every iteration."""
+    clock = clock if clock is not None else IterationClock()
     net = graph.net
     last_saved = step
     curve = os.path.join(run.log_dir, CURVE_FILE)
@@ -424,6 +335,7 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar):
         bar.write(run_evaluation(args, run, graph, session, writer, step, first_eval))
         first_eval = False
     while step < args.iterations and stop.signal is None:
+        started = time.perf_counter()
         rain_batch, clean_batch = batcher.next_batch()
         fetches = {'train': net.train_op, 'loss': net.loss, 'psnr': graph.psnr,
                    'lr': net.learning_rate}
@@ -435,7 +347,8 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar):
             raise TrainingError(
                 'loss became %s at iteration %d; stopped without saving (last good '
                 'checkpoint: %s); try a lower --lr'
-                % (values['loss'], step + 1, utils.find_checkpoint(run.folder) or 'none'))
+                % (values['loss'], step + 1, (run.store.last_saved if run.store else None)
+                   or 'none'))
         step += 1
         bar.update(1, loss='%.5f' % values['loss'], psnr='%.2f' % values['psnr'],
                    lr='%.0e' % values['lr'])
@@ -444,16 +357,19 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar):
             ssim = batch_ssim_summary(values['output'], clean_batch)
             if ssim is not None:
                 writer.add_summary(ssim, step)
+        if run.chief and step % args.save_every == 0:
+            last_saved = save_checkpoint(args, run, graph, session, step)
+        clock.seconds.append(time.perf_counter() - started)
         if not run.chief:
             continue
-        if step % args.save_every == 0:
-            last_saved = save_checkpoint(args, run, graph, session, step)
+        started = time.perf_counter()
         if run.sample_pairs and step % args.sample_every == 0:
             write_samples(session, graph.infer, run.sample_pairs,
                           os.path.join(args.sample_dir, os.path.basename(run.folder)), step)
         if run.eval_pairs and step % args.eval_every == 0:
             bar.write(run_evaluation(args, run, graph, session, writer, step, first_eval))
             first_eval = False
+        clock.other += time.perf_counter() - started
     return step, last_saved
 
 
@@ -483,11 +399,17 @@ def train(args):
 
     A TF_CONFIG ps task serves the variables until the workers are done and returns 0.
     """
-    import distributed
-    import model
-    import utils
-    from progress import Progress
     run = prepare(args)
+    try:
+        return _train(args, run)
+    finally:
+        if run.store:
+            run.store.close()  # the folder's lock, released however training ends
+
+
+def _train(args, run):
+    """``train`` once ``prepare`` is done: build, restore, loop, last checkpoint."""
+    import model  # imports TensorFlow: after quiet.setup (the module docstring)
     if run.cluster and run.cluster.is_ps:
         distributed.serve_ps(run.cluster, run.server,
                              distributed.session_config(run.cluster, _session_config(args)))
@@ -513,18 +435,19 @@ def train(args):
         writer = None
         if run.chief:
             # train_pairs: the training-set size, reported by reproduce.py (Rain100H caveat).
-            utils.save_settings(run.folder, dict(settings.run_settings(args),
-                                                 train_pairs=len(run.pairs)))
+            checkpoints.save_settings(run.folder, dict(settings.run_settings(args),
+                                                       train_pairs=len(run.pairs)))
             import quiet
             tf = quiet.import_tf()
             writer = tf.summary.FileWriter(run.log_dir, graph.graph if step == 0 else None)
         started, first_step, last_saved = time.perf_counter(), step, step
+        clock = IterationClock()
         try:
             with StopFlag() as stop, Progress(args.iterations, 'train', unit='it',
                                               initial=step, enabled=run.chief) as bar:
                 try:
                     step, last_saved = loop(args, run, graph, session, step, batcher, writer,
-                                            stop, bar)
+                                            stop, bar, clock)
                 except _released_errors(graph):
                     step, released = int(session.run(graph.net.global_step)), True
                     bar.write('another worker stopped before --iterations: stopping at '
@@ -537,17 +460,22 @@ def train(args):
             distributed.dump_variables(session, _global_variables(graph), step,
                                        _replica_name(run))
             elapsed = time.perf_counter() - started
+            # The checkpoint holding this state: saved now, earlier, or resumed from; None
+            # when nothing was trained yet (e.g. stopped during the first evaluation).
+            saved = run.store.last_saved if run.chief else None
             if stop.signal is not None:
                 print('Interrupted by %s at iteration %d: %s, exiting.'
                       % (signal.Signals(stop.signal).name, step,
-                         'checkpoint saved' if run.chief else 'the chief saves the checkpoint'))
-            where = ('checkpoint: %s-%d' % (os.path.join(run.folder, utils.CHECKPOINT_PREFIX),
-                                            last_saved)
-                     if run.chief else 'checkpoints are written by %s only' % _chief_name(run))
+                         'the chief saves the checkpoint' if not run.chief
+                         else 'checkpoint saved' if saved else 'nothing trained, no checkpoint'))
+            where = ('checkpoint: %s' % (saved or 'none written') if run.chief
+                     else 'checkpoints are written by %s only' % _chief_name(run))
             print('Trained iterations %d..%d in %.1f s (%.2f it/s); %s; waited for data '
                   '%.2f%% of the time' % (first_step, step, elapsed,
                                           (step - first_step) / max(elapsed, 1e-9), where,
                                           100.0 * batcher.wait_seconds / max(elapsed, 1e-9)))
+            if clock.median() is not None:
+                print('Iteration time: %s' % clock.describe())
         finally:
             batcher.close()
             if writer:
@@ -558,7 +486,6 @@ def train(args):
 
 
 def _global_variables(graph):
-    import quiet
     tf = quiet.import_tf()
     return graph.graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)
 
@@ -568,14 +495,13 @@ def _released_errors(graph):
     catch otherwise)."""
     if not graph.replicas:
         return ()
-    import quiet
     return (quiet.import_tf().errors.OutOfRangeError,)
 
 
 def _close(args, run, graph, session, early):
     """Close the session; a TF_CONFIG worker first stops its replication threads (and
-    releases the other workers when ``early``), then tells the ps it is done."""
-    import distributed
+    releases the other workers when ``early``), then tells the ps it is done. The checkpoint
+    folder is closed by ``train``."""
     if graph.replicas:
         graph.replicas.stop(session, early)
     session.close()

@@ -2,18 +2,24 @@
 
 Each case runs ``main.py`` in a subprocess on tiny images and asserts the exit code, that no
 traceback was printed, the key words of the message, and that nothing already produced was
-removed. The network runs only where the case needs it (shared tiny checkpoint).
+removed. The network runs only where the case needs it (shared tiny checkpoint). The faults
+that need a real process are here too (Ctrl-C during start-up, a closed standard output, a
+full disk during training); the other classes of fault are in test_errors.py, in-process.
 """
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow.compat.v1 as tf
 
+import main
 from conftest import ROOT, write_pairs
 
 pytestmark = pytest.mark.slow
@@ -84,8 +90,8 @@ def test_quiet_run_prints_only_our_output(workspace):
 def test_images_too_small_for_ssim_complete_with_psnr(workspace, tmp_path):
     folder = str(tmp_path / 'ten')
     write_pairs(folder, 1, size=(10, 10), seed=3)
-    result = run(['--input', folder, '--train_dataset', 'Tiny', '--batch_size', '1']
-                 + flags(workspace), cwd=workspace)
+    result = run(['--is_testing', 'True', '--test_path', folder, '--train_dataset', 'Tiny',
+                  '--batch_size', '1'] + flags(workspace), cwd=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr and 'SSIM is null' in result.stdout
     with open(os.path.join(workspace, 'results', 'ten', 'results.json')) as handle:
@@ -227,3 +233,56 @@ def test_corrupt_checkpoint_keeps_files(workspace, tmp_path):
                   '--test_dir', str(tmp_path / 'out')], cwd=workspace)
     assert_user_error(result, 'corrupt')
     assert snapshot(broken) == before
+
+
+def _started(tmp_path):
+    """main.py --input on a folder of one photo, unbuffered; returns it once it has printed
+    its first line ("Found 1 image(s)", before TensorFlow starts)."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    cv2.imwrite(str(folder / 'p.png'), np.full((20, 28, 3), 128, np.uint8))
+    process = subprocess.Popen(
+        [sys.executable, MAIN, '--input', str(folder), '--test_dir', str(tmp_path / 'out')],
+        cwd=str(tmp_path), env=dict(ENV, PYTHONUNBUFFERED='1'), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith('Found 1 image(s)')
+    return process
+
+
+def test_ctrl_c_during_start_up(tmp_path):
+    process = _started(tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 130, err
+    assert err.strip() == 'error: interrupted by Ctrl-C (SIGINT)'
+    assert not os.path.exists(str(tmp_path / 'out' / 'photos' / 'p.png'))
+
+
+def test_stdout_closed_early_is_a_quiet_exit(tmp_path):
+    """``python main.py --input photos | head -n 1``."""
+    process = _started(tmp_path)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=600) == 141 and err == ''
+
+
+def test_disk_full_while_training_keeps_the_checkpoints(workspace, tmp_path, monkeypatch,
+                                                        capsys):
+    root = str(tmp_path)
+    shutil.copytree(os.path.join(workspace, 'ckpt'), os.path.join(root, 'ckpt'))
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    before = {name: data for name, data in snapshot(folder).items() if 'ReMAEN' in name}
+
+    def full(saver, session, prefix, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "Graph execution error:\n\nNode: 'save/SaveV2'\n%s-2.data-00000-of-"
+            '00001.tempstate1; %s' % (prefix, os.strerror(errno.ENOSPC)))
+    monkeypatch.setattr(tf.train.Saver, 'save', full)
+    code = main.main(['--is_training', 'True', '--train_dataset', 'Tiny', '--batch_size', '1',
+                      '--iterations', '2', '--patch_size', '16']
+                     + flags(workspace)[:2] + flags(root)[2:])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    line = assert_user_error(subprocess.CompletedProcess([], 2, '', err), 'ReMAEN_Tiny_1')
+    assert 'space' in line
+    assert {name: data for name, data in snapshot(folder).items() if 'ReMAEN' in name} == before

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def workspace(tmp_path_factory):
 
 
 def checkpoint_step(folder):
-    import utils
-    prefix = utils.find_checkpoint(folder)
+    import checkpoints
+    prefix = checkpoints.find(folder)
     values = dict(tf.train.list_variables(prefix))
     assert 'global_step' in values
     return prefix, int(tf.train.load_variable(prefix, 'global_step'))
@@ -77,6 +78,10 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     root, first = workspace
     assert first.returncode == 0, first.stderr
     assert 'Parameters: 495771 in 138 variables' in first.stdout
+    # The command reports its own iteration time (what bench.py compares with its step).
+    assert re.search(r'Iteration time: [0-9.]+ s per iteration \(median of 1;', first.stdout)
+    # Training and test sets share no background: no warning.
+    assert 'warning:' not in first.stdout
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_2')
     assert checkpoint_step(folder)[1] == 2
     # --is_testing False did not test.
@@ -146,6 +151,26 @@ def check_test_outputs(root, stdout):
     assert ('%.2f' % results['mean']['psnr']) in stdout
 
 
+def test_training_warns_of_training_pairs_that_share_test_backgrounds(workspace, capsys):
+    import settings
+    import training
+    root, _ = workspace
+    train_dir = os.path.join(root, 'data', 'train', 'Tiny')
+    args = settings.parse_args(['--is_training', 'True', '--train_dataset', 'Tiny',
+                                '--test_dataset', 'Tiny'] + common_flags(root)
+                               + ['--test_path', train_dir])
+    cache = os.path.join(root, 'logs', 'warning_check')
+    training._warn_shared_backgrounds(args, train_dir, cache)
+    first = capsys.readouterr().out.splitlines()
+    # Every training pair is its own test pair: one warning line per shared background.
+    assert len(first) == 3 and all(line.startswith('warning: ') for line in first)
+    assert all('share' in line and 'test set Tiny' in line for line in first)
+    # A resumed run reads the answer from the cache: the same lines.
+    training._warn_shared_backgrounds(args, train_dir, cache)
+    assert capsys.readouterr().out.splitlines() == first
+    assert os.listdir(cache) == ['dataset_audit.json']
+
+
 def test_testing_without_checkpoint_fails_clearly(workspace):
     root, _ = workspace
     flags = common_flags(root)
@@ -159,7 +184,7 @@ def test_testing_without_checkpoint_fails_clearly(workspace):
 def test_corrupt_checkpoint_gives_clear_error(workspace):
     root, _ = workspace
     import shutil
-    import utils
+    import checkpoints
     source, _ = checkpoint_step(os.path.join(root, 'ckpt', 'ReMAEN_Tiny_2'))
     broken = os.path.join(root, 'broken')
     os.makedirs(broken)
@@ -172,7 +197,7 @@ def test_corrupt_checkpoint_gives_clear_error(workspace):
     assert result.returncode == 2, result.stderr
     assert 'error:' in result.stderr and 'corrupt' in result.stderr
     assert 'Traceback' not in result.stderr
-    assert utils.find_checkpoint(broken)
+    assert checkpoints.find(broken)
 
 
 def test_derain_folder_without_ground_truth(workspace):
@@ -218,12 +243,12 @@ def test_sigint_saves_a_loadable_checkpoint(workspace):
     assert 'Interrupted by SIGINT' in output and 'Traceback' not in output
     prefix, step = checkpoint_step(os.path.join(root, 'ckpt_sigint', 'ReMAEN_Tiny_2'))
     assert step >= 1
+    import checkpoints
     import model
-    import utils
     with tf.Graph().as_default():
         model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]))
         with tf.Session() as sess:
-            assert utils.restore(sess, prefix, model.model_variables(),
+            assert checkpoints.restore(sess, prefix, model.model_variables(),
                                  tf.train.get_or_create_global_step()) == step
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import write_pairs
+import evaluation
 import main
 import training
 
@@ -33,7 +34,7 @@ def trained(tmp_path_factory):
 
 def test_curve_equals_a_separate_test_run_of_that_checkpoint(trained):
     root, common = trained
-    rows = training.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
+    rows = evaluation.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
     assert sorted({r['step'] for r in rows}) == [0, 2, 4]
     assert all(len([r for r in rows if r['step'] == s]) == 3 for s in (0, 2, 4))
     for step in (2, 4):
@@ -99,7 +100,7 @@ def test_curve_values_also_go_to_tensorboard(trained):
             for value in event.summary.value:
                 if value.tag.startswith('eval/'):
                     logged[(event.step, value.tag)] = value.simple_value
-    rows = training.read_curve(os.path.join(run_dir, 'curve.csv'))
+    rows = evaluation.read_curve(os.path.join(run_dir, 'curve.csv'))
     expected = {(r['step'], 'eval/stage%d/%s' % (r['stage'], key)): r[key]
                 for r in rows for key in ('psnr', 'ssim', 'psnr_y', 'ssim_y')}
     assert sorted(logged) == sorted(expected)

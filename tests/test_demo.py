@@ -9,8 +9,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import ROOT, read_manifest
+import checkpoints
 import dataloader
-import utils
 
 SHIPPED = {name: os.path.join(ROOT, 'checkpoints', 'ReMAEN_' + name) for name in ('light', 'heavy')}
 DEMO_CHECKPOINT = SHIPPED['light']
@@ -38,14 +38,14 @@ def test_shipped_data_layouts():
 @pytest.mark.parametrize('name', sorted(SHIPPED))
 def test_shipped_checkpoint_is_weights_only_default_model(name):
     DEMO_CHECKPOINT = SHIPPED[name]
-    prefix = utils.find_checkpoint(DEMO_CHECKPOINT)
+    prefix = checkpoints.find(DEMO_CHECKPOINT)
     assert prefix is not None
     stored = {name: tuple(shape) for name, shape in tf.train.list_variables(prefix)}
     assert stored == read_manifest()          # no Adam slots, no global_step
     size = sum(os.path.getsize(os.path.join(DEMO_CHECKPOINT, f))
                for f in os.listdir(DEMO_CHECKPOINT))
     assert size < 4e6
-    settings = utils.load_settings(DEMO_CHECKPOINT)
+    settings = checkpoints.load_settings(DEMO_CHECKPOINT)
     assert settings['model'] == {'stages': 3, 'channels': 32,
                                  'dilations': [1, 2, 3], 'shared_attention': True,
                                  'skip_connections': True}

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, write_pairs
+import checkpoints
 import distributed
 import settings
 from errors import UsageError
@@ -190,7 +191,7 @@ def check_synchronous_steps(train, pairs, seed, dumps, names, steps):
     """
     import quiet
     tf = quiet.import_tf()
-    folder = settings.default_checkpoint_folder(settings.parse_args(train))
+    folder = checkpoints.default_folder(settings.parse_args(train))
     last = steps[-1]
     saved = {}
     for step in (last - 1, last):

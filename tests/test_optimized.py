@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from conftest import ROOT, fast_session_config, randomize_biases, read_manifest, variable_shapes
 import model
+import precision
 import utils
 
 tf.disable_v2_behavior()
@@ -115,7 +116,43 @@ def test_fused_training_gradients_equal_reference():
                                    atol=1e-5, err_msg=name)
 
 
-@pytest.mark.skipif(utils.gpu_available(), reason='a GPU is visible: mixed precision is used')
+def test_direct_dilation_training_gradients_equal_space_to_batch():
+    """Where the kernels differentiate dilated Conv2D ops (oneDNN), training builds them
+    directly: the same gradients as the reference SpaceToBatchND formulation."""
+    config = fast_session_config()
+    if not precision.direct_dilation_trainable(config):
+        pytest.skip('this TensorFlow has no CPU gradient for dilated Conv2D (oneDNN off)')
+    rng = np.random.default_rng(2)
+    rain = rng.random((2, 16, 16, 3), dtype=np.float32)
+    clean = np.clip(rain - 0.2 * rng.random(rain.shape, dtype=np.float32), 0, 1)
+    with tf.Graph().as_default() as graph:
+        tf.set_random_seed(5)
+        gradients, ops = {}, {}
+        for direct in (False, True):
+            with tf.name_scope('direct' if direct else 'space_to_batch'):
+                output, _ = model.remaen(tf.constant(rain), fused=True, reuse=tf.AUTO_REUSE,
+                                         direct_dilation=direct)
+                loss, _, _ = model.remaen_loss(output, tf.constant(clean))
+                variables = model.model_variables()
+                gradients[direct] = dict(zip([v.op.name for v in variables],
+                                             tf.gradients(loss, variables)))
+        for direct in (False, True):
+            scope = 'direct' if direct else 'space_to_batch'
+            ops[direct] = {op.type for op in graph.get_operations()
+                           if op.name.startswith(scope + '/')}
+        with tf.Session(config=config) as sess:
+            sess.run(tf.global_variables_initializer())
+            randomize_biases(sess, 5)
+            grads = sess.run(gradients)
+    assert 'SpaceToBatchND' in ops[False] and 'SpaceToBatchND' not in ops[True]
+    assert set(grads[True]) == set(read_manifest())
+    for name, reference in grads[False].items():
+        scale = max(float(np.abs(reference).max()), 1e-3)
+        np.testing.assert_allclose(grads[True][name] / scale, reference / scale, rtol=0,
+                                   atol=1e-5, err_msg=name)
+
+
+@pytest.mark.skipif(precision.gpu_available(), reason='a GPU is visible: mixed precision is used')
 def test_mixed_precision_flag_is_ignored_with_a_note_on_cpu(capsys):
     assert utils.use_mixed_precision(False) is False
     assert capsys.readouterr().out == ''
@@ -166,16 +203,20 @@ def test_bench_bf16_summary(capsys):
     summary = bench.bf16_summary(None)
     assert summary == {'bf16_supported': precision.bf16_supported(),
                        'infer_speedup_bf16': None, 'train_speedup_bf16': None,
-                       'bf16_psnr_delta': None}
+                       'bf16_psnr_delta': None, 'train_command_s_bf16': None,
+                       'train_command_ratio_bf16': None}
     assert set(summary) == set(bench.BF16_FIELDS)
     runs = {'infer': {'fp32': fake_phase([3.0, 2.0]), 'bf16': fake_phase([1.0, 1.5])},
             'train': {'fp32': fake_phase([6.0]), 'bf16': fake_phase([4.0])},
+            'command': {'fp32': {'seconds': 6.6}, 'bf16': {'seconds': 4.4}},
             'quality': {'fp32': fake_phase(None, [30.0, 31.0, 29.5]),
                         'bf16': fake_phase(None, [30.01, 30.98, 29.45])}}
     summary = bench.bf16_summary(runs)
     assert summary['infer_speedup_bf16'] == pytest.approx(2.5 / 1.25)
     assert summary['train_speedup_bf16'] == pytest.approx(1.5)
     assert summary['bf16_psnr_delta'] == pytest.approx(0.05)
+    assert summary['train_command_s_bf16'] == 4.4
+    assert summary['train_command_ratio_bf16'] == pytest.approx(1.1)
     args = bench.parse_args(['--quick'])
     bench.print_bf16(summary, runs, None, args)
     line = capsys.readouterr().out

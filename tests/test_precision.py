@@ -165,15 +165,14 @@ def test_requested_precision_combines_both_flags(argv, requested, notes):
 
 
 def test_from_args_uses_this_machine(monkeypatch):
-    import utils
-    monkeypatch.setattr(utils, 'gpu_available', lambda: False)
+    monkeypatch.setattr(precision, 'gpu_available', lambda: False)
     notes = []
     monkeypatch.setenv(precision.FLAGS_ENV, 'avx avx2')
     assert precision.from_args(parse(['--precision', 'bf16']), notes.append) == 'fp32'
     assert precision.from_args(parse(['--mixed_precision', 'True']), notes.append) == 'fp32'
     assert precision.from_args(parse([]), notes.append) == 'fp32'
     assert notes == [precision.NOTE_BF16_CPU, precision.NOTE_FP16_CPU]
-    monkeypatch.setattr(utils, 'gpu_available', lambda: True)
+    monkeypatch.setattr(precision, 'gpu_available', lambda: True)
     assert precision.from_args(parse(['--mixed_precision', 'True']), notes.append) == 'fp16'
 
 

@@ -16,8 +16,18 @@ import json
 import os
 import sys
 
+import cv2
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import checkpoints  # noqa: E402
+import dataloader  # noqa: E402
+import inference  # noqa: E402
+import main as cli  # noqa: E402
+import profiling  # noqa: E402
+import quiet  # noqa: E402
+import utils  # noqa: E402
 
 
 def build_parser():
@@ -40,20 +50,15 @@ def build_parser():
 
 def _cpu():
     """'<CPU model>, <N> cores' of this machine."""
-    import profiling
     return '%s, %d cores' % profiling.machine_description()
 
 
 def photo_strip(derainer, photo, name, width):
     """rainy | derained of one photo, each panel ``width`` pixels wide, as a JPEG."""
-    import cv2
-    import numpy as np
-    import dataloader
-    from utils import to_uint8
     image = dataloader.read_image(photo)
     height = int(round(image.shape[0] * width / image.shape[1]))
     out = derainer(image)
-    panels = [cv2.resize(to_uint8(x), (width, height), interpolation=cv2.INTER_AREA)
+    panels = [cv2.resize(utils.to_uint8(x), (width, height), interpolation=cv2.INTER_AREA)
               for x in (image, out)]
     strip = np.concatenate([panels[0], np.full((height, 4, 3), 255, np.uint8), panels[1]], 1)
     folder = os.path.join(ROOT, 'docs', 'figures')
@@ -66,28 +71,21 @@ def photo_strip(derainer, photo, name, width):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import quiet
     quiet.setup()
     quiet.import_tf()
-    import main as cli
-    import dataloader
-    import inference
-    import utils
-    target = os.path.join(ROOT, 'checkpoints', 'ReMAEN_' + args.name)
-    prefix = utils.find_checkpoint(args.checkpoint)
+    target = checkpoints.shipped_model_folder(args.name)
+    prefix = checkpoints.find(args.checkpoint)
     if prefix is None:
         print('error: no checkpoint at %s' % args.checkpoint, file=sys.stderr)
         return 2
     code = cli.main(['--export_weights', target, '--checkpoint', prefix])
     if code:
         return code
-    stored = utils.load_settings(target) or {}
-    import tensorflow.compat.v1 as tf
-    step = int(tf.train.load_variable(prefix, 'global_step'))
+    stored = checkpoints.load_settings(target) or {}
+    step = checkpoints.stored_step(prefix)
     pairs, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', args.demo),
                                      verbose=False)
-    derainer = inference.Derainer(utils.find_checkpoint(target),
-                                  inference.stored_config(target))
+    derainer = inference.Derainer(checkpoints.find(target), checkpoints.stored_config(target))
     try:
         results = inference.derain_pairs(derainer, pairs, os.path.join(
             ROOT, 'results', 'ship_' + args.name), args.demo)

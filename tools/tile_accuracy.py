@@ -1,22 +1,35 @@
 """Accuracy and cost of tiled inference against one whole-image pass (docs/tiling.md).
 
-For each demo pair (rainy and clean both enlarged ``--scale`` times with bicubic
-interpolation, so that several tiles are needed) and each ``--tiles`` size, it runs the
-network once on the whole image and once tiled (``--mode``, default fast) in the same process
-and prints one table row:
+One command re-measures the claim "the default tiled mode stays within 0.05 dB of a whole-image
+pass" for both shipped models (rerun it whenever a shipped model changes)::
+
+    python tools/tile_accuracy.py                               # the documented measurement
+    python tools/tile_accuracy.py --models light --pairs 1 --scales 2
+    python tools/tile_accuracy.py --models light --checkpoint path/to/new_light_model
+
+For each model of ``--models`` (light: ``checkpoints/ReMAEN_light`` on Rain100L-val, heavy:
+``checkpoints/ReMAEN_heavy`` on Rain100H-val; ``--checkpoint`` replaces the model's folder) and
+each of the first ``--pairs`` pairs (never-trained-on ids 51, 52, ...), it derains the rainy
+image whole and tiled in the same process, in these cases:
+
+  x<scale>   rainy and clean both enlarged ``--scales`` times (bicubic), tiled with the tile that
+             the automatic choice uses when an image does not fit the default memory budget
+             (``tiling.tile_for_budget``: what ``python main.py --input photo.jpg`` does);
+  x1         the original size tiled with ``--small_tile`` (forced small tiles: the fast
+             mode's statistics pass is least accurate there).
+
+One row per case and image:
 
   psnr_vs_whole   PSNR of the tiled output against the whole-image output (both clipped to
                   [0, 1]; NOT capped at 100 dB like metrics.psnr), and max|diff| unclipped;
-  dpsnr_clean     PSNR(tiled, clean) - PSNR(whole, clean), in dB (the target is |d| <= 0.1);
-  cost            network pixel evaluations in whole-image passes (``tiling.relative_cost``,
-                  deterministic);
-  time_ratio      measured wall time tiled / whole (the machine may be shared: ratios, not
-                  seconds, are comparable).
+  dpsnr_clean     PSNR(tiled, clean) - PSNR(whole, clean) in dB, paper protocol (the target of
+                  the default mode is |d| <= 0.05);
+  cost            network pixel evaluations in whole-image passes (``tiling.relative_cost``);
+  time_ratio      wall time tiled / whole (on a shared machine only ratios are comparable).
 
-The last line is one JSON object with every row and the means per tile size. Example::
-
-    python tools/tile_accuracy.py                       # 5 Demo pairs x2, tiles 256 and 512
-    python tools/tile_accuracy.py --limit 1 --tiles 512 --scale 1
+The whole-image reference needs ~4.8 kB per pixel (12 GB for a 4x enlarged 481x321 pair):
+``--max_side`` crops larger enlargements. The last line is one JSON object with every row and,
+per model and case, the mean and worst dpsnr_clean and the lowest psnr_vs_whole.
 """
 import argparse
 import json
@@ -24,189 +37,251 @@ import os
 import sys
 import time
 
+import cv2
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import quiet  # noqa: E402  (must run before TensorFlow is imported)
+import quiet  # noqa: E402
+quiet.setup('--verbose' in sys.argv[1:])  # before TensorFlow is imported (by model, tiling)
+import checkpoints  # noqa: E402
+import metrics  # noqa: E402
+import model  # noqa: E402
+import tiling  # noqa: E402
+import utils  # noqa: E402
+
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+DATA = {'light': os.path.join(SHARED_DATA, 'Rain100L-val'),
+        'heavy': os.path.join(SHARED_DATA, 'Rain100H-val')}
 
 
 def build_parser():
     """Command-line flags (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--checkpoint', default=os.path.join(ROOT, 'checkpoints',
-                                                             'ReMAEN_light'),
-                        help='checkpoint folder or prefix (default: the shipped light model)')
-    parser.add_argument('--data', default=os.path.join(ROOT, 'data', 'test', 'Demo'),
-                        help='folder with input/ and target/ pairs (default: data/test/Demo)')
-    parser.add_argument('--scale', type=float, default=2.0,
-                        help='enlarge rainy and clean images by this factor (default 2)')
-    parser.add_argument('--tiles', type=int, nargs='+', default=[256, 512],
-                        help='tile sizes to measure (default 256 512)')
+    parser.add_argument('--models', nargs='+', choices=sorted(DATA), default=['light', 'heavy'],
+                        help='shipped models to measure (default light heavy)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='checkpoint folder or prefix replacing the (single) model of '
+                             '--models (default: the shipped folder)')
+    parser.add_argument('--light_data', default=DATA['light'],
+                        help='pairs (input/, target/) of the light model (default '
+                             '../shared/data/Rain100L-val)')
+    parser.add_argument('--heavy_data', default=DATA['heavy'],
+                        help='pairs of the heavy model (default ../shared/data/Rain100H-val)')
+    parser.add_argument('--pairs', type=int, default=2,
+                        help='the first N pairs by id (default 2: ids 51 and 52)')
+    parser.add_argument('--scales', type=float, nargs='*', default=[2.0, 4.0],
+                        help='enlargements tiled with the automatic tile (default 2 4)')
+    parser.add_argument('--small_tile', type=int, default=128,
+                        help='forced tile at the original size (default 128; 0 = skip)')
+    parser.add_argument('--max_side', type=int, default=0,
+                        help='crop enlarged pairs to at most this many pixels a side (bounds '
+                             'the whole-image pass; default 0 = no crop)')
     parser.add_argument('--mode', choices=['fast', 'exact'], default='fast')
     parser.add_argument('--tile_overlap', type=int, default=None,
-                        help='halo (default: tiling.default_overlap for the mode)')
+                        help='last-pass halo (default: tiling.default_overlap for the mode)')
     parser.add_argument('--stats_halo', type=int, default=None,
-                        help='fast mode pass-1 halo (default tiling.FAST_STATS_HALO)')
+                        help='fast mode statistics-pass halo (default tiling.FAST_STATS_HALO)')
     parser.add_argument('--refine_passes', type=int, default=0,
                         help='fast mode: extra statistics passes (default 0)')
-    parser.add_argument('--limit', type=int, default=0, help='use the first N pairs only')
+    parser.add_argument('--json_out', default=None, help='also write the JSON object here')
     parser.add_argument('--verbose', action='store_true', help="show TensorFlow's messages")
     return parser
 
 
-def load_pairs(data, scale, limit=0):
-    """[(name, rainy, clean)] BGR float32 in [0, 1], both resized by ``scale`` (bicubic)."""
-    import cv2
-    import numpy as np
-    names = sorted(os.listdir(os.path.join(data, 'input')))[:limit or None]
-    pairs = []
-    for name in names:
-        images = []
-        for part in ('input', 'target'):
-            image = cv2.imread(os.path.join(data, part, name))
-            if image is None:
-                raise SystemExit('cannot read %s' % os.path.join(data, part, name))
-            image = image.astype(np.float32) / 255.0
-            if scale != 1:
-                size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
-                image = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), 0, 1)
-            images.append(image)
-        pairs.append((os.path.splitext(name)[0], images[0], images[1]))
-    return pairs
+def pair_names(data, count):
+    """The first ``count`` pair names of ``data/input`` in numeric order of their ids."""
+    names = [os.path.splitext(n)[0] for n in os.listdir(os.path.join(data, 'input'))]
+    return sorted(names, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))[:count]
 
 
-def build_session(tf, checkpoint, config):
+def load_image(data, part, name, scale, max_side=0):
+    """BGR float32 [H, W, 3] in [0, 1] of ``data/part/name.png``, enlarged and cropped."""
+    path = os.path.join(data, part, name + '.png')
+    image = cv2.imread(path)
+    if image is None:
+        raise SystemExit('cannot read %s' % path)
+    image = image.astype(np.float32) / 255.0
+    if scale != 1:
+        size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
+        image = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), 0, 1)
+    if max_side:
+        image = image[:max_side, :max_side]
+    return image
+
+
+def build_session(prefix, config):
     """One tf.Graph with the whole-image graph and the tile graphs; weights restored.
 
     Returns:
       (session, inference graph, tiled graph).
     """
-    import model
-    import tiling
-    import utils
+    tf = quiet.import_tf()
     graph = tf.Graph()
     with graph.as_default():
         infer = model.build_inference_graph(config)
         tiled = tiling.build_tiled_graph(config)
         session = tf.Session(graph=graph, config=utils.session_config())
-        utils.restore(session, utils.find_checkpoint(checkpoint), model.model_variables())
+        checkpoints.restore(session, prefix, model.model_variables())
     return session, infer, tiled
-
-
-def warm_up(session, infer, tiled, mode, overlap):
-    """Run every fetch once on a small image, so that no timing includes graph set-up."""
-    import numpy as np
-    import tiling
-    image = np.full((48, 48, 3), 0.5, np.float32)
-    session.run(infer.end_points['output'], {infer.images: image[np.newaxis]})
-    tiling.derain_tiled(session, tiled, image, 24, min(overlap, 8), mode=mode)
-
-
-def measure_pair(session, infer, tiled, rain, clean, tiles, args):
-    """Whole-image pass and one tiled run per tile size. Returns a list of row dicts."""
-    import numpy as np
-    import metrics
-    import tiling
-    start = time.perf_counter()
-    whole = session.run(infer.end_points['output'], {infer.images: rain[np.newaxis]})[0]
-    whole_seconds = time.perf_counter() - start
-    height, width = rain.shape[:2]
-    whole_psnr = metrics.psnr(np.clip(whole, 0, 1), clean)
-    overlap = (tiling.default_overlap(mode=args.mode) if args.tile_overlap is None
-               else args.tile_overlap)
-    radii = tiling.se_point_radii()
-    rows = []
-    for tile in tiles:
-        runs = []
-        start = time.perf_counter()
-        if args.mode == 'fast':
-            out = tiling.derain_fast(session, tiled, rain, tile, overlap, args.stats_halo,
-                                     progress=lambda done, total: runs.append(done),
-                                     refine_passes=args.refine_passes)
-        else:
-            out = tiling.derain_tiled(session, tiled, rain, tile, overlap, radii,
-                                      progress=lambda done, total: runs.append(done))
-        seconds = time.perf_counter() - start
-        halos = tiling.pass_halos(args.mode, overlap, radii, args.stats_halo,
-                                  refine_passes=args.refine_passes)
-        rows.append({
-            'tile': tile, 'size': '%dx%d' % (width, height), 'overlap': overlap,
-            'halos': halos, 'tile_runs': len(runs),
-            'psnr_vs_whole': uncapped_psnr(out, whole),
-            'max_abs_diff': float(np.abs(out - whole).max()),
-            'psnr_whole': whole_psnr,
-            'dpsnr_clean': metrics.psnr(np.clip(out, 0, 1), clean) - whole_psnr,
-            'cost': tiling.relative_cost(height, width, tile, halos),
-            'time_ratio': seconds / whole_seconds,
-            'whole_seconds': whole_seconds, 'tiled_seconds': seconds})
-    return rows
 
 
 def uncapped_psnr(image, reference):
     """PSNR in dB of two [H, W, C] arrays clipped to [0, 1]; inf when equal (no 100 dB cap)."""
-    import numpy as np
     diff = np.clip(image, 0, 1).astype(np.float64) - np.clip(reference, 0, 1)
     mse = float(np.mean(diff * diff))
     return float('inf') if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
+class Measure(object):
+    """Whole-image and tiled runs of one restored model.
+
+    Args:
+      session, infer, tiled: from ``build_session``.
+      config: ModelConfig of the model.
+      args: parsed flags (mode, tile_overlap, stats_halo, refine_passes).
+    """
+
+    def __init__(self, session, infer, tiled, config, args):
+        self.session, self.infer, self.tiled = session, infer, tiled
+        self.config, self.args = config, args
+        self.overlap = (tiling.default_overlap(config, args.mode) if args.tile_overlap is None
+                        else args.tile_overlap)
+        self.halos = tiling.pass_halos(args.mode, self.overlap, tiling.se_point_radii(config),
+                                       args.stats_halo, config, args.refine_passes)
+
+    def whole(self, rain):
+        """(output [H, W, 3] unclipped, seconds) of one whole-image pass."""
+        start = time.perf_counter()
+        out = self.session.run(self.infer.end_points['output'],
+                               {self.infer.images: rain[np.newaxis]})[0]
+        return out, time.perf_counter() - start
+
+    def tiles(self, rain, tile):
+        """(output [H, W, 3] unclipped, seconds, tile runs) of one tiled run."""
+        runs = []
+        start = time.perf_counter()
+        if self.args.mode == 'fast':
+            out = tiling.derain_fast(
+                self.session, self.tiled, rain, tile, self.overlap, self.args.stats_halo,
+                progress=lambda done, total: runs.append(done),
+                refine_passes=self.args.refine_passes)
+        else:
+            out = tiling.derain_tiled(
+                self.session, self.tiled, rain, tile, self.overlap,
+                tiling.se_point_radii(self.config),
+                progress=lambda done, total: runs.append(done))
+        return out, time.perf_counter() - start, len(runs)
+
+    def auto_tile(self, height, width):
+        """The tile of the automatic choice under the default budget (``DEFAULT_BUDGET_MB``)."""
+        return tiling.tile_for_budget(tiling.DEFAULT_BUDGET_MB, height, width,
+                                           self.overlap, self.config)
+
+    def row(self, rain, clean, tile):
+        """One table row (dict) comparing the tiled run with the whole-image pass."""
+        whole, whole_seconds = self.whole(rain)
+        tiled, seconds, runs = self.tiles(rain, tile)
+        height, width = rain.shape[:2]
+        whole_psnr = metrics.psnr(np.clip(whole, 0, 1), clean)
+        return {'size': '%dx%d' % (width, height), 'tile': tile, 'halos': self.halos,
+                'tiles': len(tiling.tile_interiors(height, width, tile)),
+                'tile_runs': runs, 'psnr_vs_whole': uncapped_psnr(tiled, whole),
+                'max_abs_diff': float(np.abs(tiled - whole).max()), 'psnr_whole': whole_psnr,
+                'dpsnr_clean': metrics.psnr(np.clip(tiled, 0, 1), clean) - whole_psnr,
+                'cost': tiling.relative_cost(height, width, tile, self.halos),
+                'time_ratio': seconds / whole_seconds, 'whole_seconds': whole_seconds,
+                'tiled_seconds': seconds}
+
+
+def cases(args):
+    """[(label, scale, tile or None = automatic)] measured for every pair."""
+    out = [('x%g' % scale, scale, None) for scale in args.scales]
+    if args.small_tile:
+        out.append(('x1', 1.0, args.small_tile))
+    return out
+
+
+def measure_model(name, args):
+    """Every row of one model (list of dicts), printed as they come."""
+    folder = args.checkpoint or checkpoints.shipped_model_folder(name)
+    prefix = checkpoints.resolve(folder)
+    config = checkpoints.stored_config(os.path.dirname(prefix))
+    session, infer, tiled = build_session(prefix, config)
+    measure = Measure(session, infer, tiled, config, args)
+    warm = np.full((48, 48, 3), 0.5, np.float32)
+    measure.whole(warm)
+    measure.tiles(warm, 24)
+    data = args.light_data if name == 'light' else args.heavy_data
+    rows = []
+    for image in pair_names(data, args.pairs):
+        for label, scale, tile in cases(args):
+            side = args.max_side if scale != 1 else 0
+            rain = load_image(data, 'input', image, scale, side)
+            clean = load_image(data, 'target', image, scale, side)
+            row = measure.row(rain, clean, tile or measure.auto_tile(*rain.shape[:2]))
+            row.update({'model': name, 'checkpoint': prefix, 'image': image, 'case': label})
+            rows.append(row)
+            print('%s %s %s %s tile %d: %.2f dB vs whole, %+.4f dB to clean, time x%.2f'
+                  % (name, image, label, row['size'], row['tile'], row['psnr_vs_whole'],
+                     row['dpsnr_clean'], row['time_ratio']), flush=True)
+    session.close()
+    return rows
+
+
 def summarize(rows):
-    """Per tile size: the mean of each number over the images."""
-    keys = ('psnr_vs_whole', 'max_abs_diff', 'dpsnr_clean', 'cost', 'time_ratio')
-    means = {}
-    for tile in sorted({r['tile'] for r in rows}):
-        mine = [r for r in rows if r['tile'] == tile]
-        means[str(tile)] = {k: sum(r[k] for r in mine) / len(mine) for k in keys}
-        # The change of largest magnitude (either sign), and the farthest from the whole pass.
-        means[str(tile)]['worst_dpsnr_clean'] = max((r['dpsnr_clean'] for r in mine), key=abs)
-        means[str(tile)]['min_psnr_vs_whole'] = min(r['psnr_vs_whole'] for r in mine)
-    return means
+    """Per 'model case': mean and worst (largest |d|) dpsnr_clean, lowest psnr_vs_whole."""
+    out = {}
+    for key in sorted({(r['model'], r['case']) for r in rows}):
+        mine = [r for r in rows if (r['model'], r['case']) == key]
+        out[' '.join(key)] = {
+            'rows': len(mine),
+            'mean_dpsnr_clean': sum(r['dpsnr_clean'] for r in mine) / len(mine),
+            'worst_dpsnr_clean': max((r['dpsnr_clean'] for r in mine), key=abs),
+            'min_psnr_vs_whole': min(r['psnr_vs_whole'] for r in mine),
+            'max_abs_diff': max(r['max_abs_diff'] for r in mine),
+            'mean_cost': sum(r['cost'] for r in mine) / len(mine),
+            'mean_time_ratio': sum(r['time_ratio'] for r in mine) / len(mine)}
+    return out
 
 
-def print_table(rows, means):
-    """The rows and the per-tile means as a fixed-width table."""
-    header = '%-6s %-9s %5s %14s %11s %11s %6s %6s %6s' % (
-        'image', 'size', 'tile', 'psnr_vs_whole', 'max|diff|', 'dpsnr_clean', 'runs', 'cost',
-        'time')
+def print_table(rows, summary):
+    """The rows and the per-case summary as fixed-width tables."""
+    header = '%-6s %-6s %-4s %-10s %5s %5s %14s %10s %12s %5s %5s' % (
+        'model', 'image', 'case', 'size', 'tile', 'tiles', 'psnr_vs_whole', 'max|diff|',
+        'dpsnr_clean', 'cost', 'time')
     print(header)
     print('-' * len(header))
     for r in rows:
-        print('%-6s %-9s %5d %14.2f %11.2e %+11.4f %6d %6.2f %6.2f' % (
-            r['image'], r['size'], r['tile'], r['psnr_vs_whole'], r['max_abs_diff'],
-            r['dpsnr_clean'], r['tile_runs'], r['cost'], r['time_ratio']))
-    for tile, m in means.items():
-        print('%-6s %-9s %5s %14.2f %11.2e %+11.4f %6s %6.2f %6.2f' % (
-            'mean', '', tile, m['psnr_vs_whole'], m['max_abs_diff'], m['dpsnr_clean'], '',
-            m['cost'], m['time_ratio']))
+        print('%-6s %-6s %-4s %-10s %5d %5d %14.2f %10.2e %+12.4f %5.2f %5.2f' % (
+            r['model'], r['image'], r['case'], r['size'], r['tile'], r['tiles'],
+            r['psnr_vs_whole'], r['max_abs_diff'], r['dpsnr_clean'], r['cost'],
+            r['time_ratio']))
+    print('%-12s %6s %12s %12s %14s %5s %5s' % ('model case', 'images', 'mean dpsnr',
+                                                 'worst dpsnr', 'min vs whole', 'cost', 'time'))
+    for key, s in summary.items():
+        print('%-12s %6d %+12.4f %+12.4f %14.2f %5.2f %5.2f' % (
+            key, s['rows'], s['mean_dpsnr_clean'], s['worst_dpsnr_clean'],
+            s['min_psnr_vs_whole'], s['mean_cost'], s['mean_time_ratio']))
 
 
 def main(argv=None):
     """Measure and print; returns 0."""
     args = build_parser().parse_args(argv)
-    quiet.setup(args.verbose)
-    tf = quiet.import_tf()
-    import model
-    config = model.ModelConfig()
-    pairs = load_pairs(args.data, args.scale, args.limit)
-    session, infer, tiled = build_session(tf, args.checkpoint, config)
-    import tiling
-    overlap = (tiling.default_overlap(config, args.mode) if args.tile_overlap is None
-               else args.tile_overlap)
-    warm_up(session, infer, tiled, args.mode, overlap)
+    if args.checkpoint and len(args.models) != 1:
+        raise SystemExit('--checkpoint replaces one model: pass --models light or heavy')
     rows = []
-    for name, rain, clean in pairs:
-        for row in measure_pair(session, infer, tiled, rain, clean, args.tiles, args):
-            row['image'] = name
-            rows.append(row)
-            print('%s tile %d: %.2f dB vs whole, %+.4f dB to clean, time x%.2f'
-                  % (name, row['tile'], row['psnr_vs_whole'], row['dpsnr_clean'],
-                     row['time_ratio']), flush=True)
-    means = summarize(rows)
-    print_table(rows, means)
-    print(json.dumps({'mode': args.mode, 'checkpoint': args.checkpoint, 'scale': args.scale,
-                      'refine_passes': args.refine_passes,
-                      'rows': rows, 'means': means}, sort_keys=True))
-    session.close()
+    for name in args.models:
+        rows += measure_model(name, args)
+    summary = summarize(rows)
+    print_table(rows, summary)
+    result = {'mode': args.mode, 'scales': args.scales, 'small_tile': args.small_tile,
+              'refine_passes': args.refine_passes, 'rows': rows, 'summary': summary}
+    if args.json_out:
+        with open(args.json_out, 'w') as handle:
+            json.dump(result, handle, indent=1, sort_keys=True)
+    print(json.dumps(result, sort_keys=True))
     return 0
 
 

@@ -1,0 +1,535 @@
+"""Checkpoint folders: naming, finding, restoring, settings, saving with retention, export, lock.
+
+The one module that names, globs, reads or writes checkpoint files; training, inference, the
+tools and the tests ask it. ``<checkpoint_dir>/ReMAEN_<train_dataset>_<batch><suffix>/`` holds::
+
+    ReMAEN-<step>.index, ReMAEN-<step>.data-*   training checkpoints (weights, global_step, Adam)
+    ReMAEN.index, ReMAEN.data-*                 weights only (authors' release, shipped, exports)
+    checkpoint                                  TensorFlow's state file, naming the newest
+    remaen_settings.json                        architecture and training settings
+    remaen.lock                                 the training process writing here (pid, host)
+
+Its guarantees (one writer, atomic saves, cleanup after ``kill -9``, fallback from an unreadable
+newest checkpoint, export never into a training folder) are in docs/training.md ("Checkpoint
+folder guarantees"). TensorFlow (and ``model``, which imports it) is imported inside the
+functions that need it, through ``quiet.import_tf``, so that importing this module does not
+start TensorFlow before ``quiet.setup`` has silenced it: the only function-level imports here.
+"""
+import json
+import os
+import re
+import shutil
+
+import lockfile
+import quiet
+import settings
+import utils
+from errors import UsageError, UserError, reason
+
+PREFIX = 'ReMAEN'
+STATE_FILE = 'checkpoint'
+SETTINGS_FILE = 'remaen_settings.json'
+LOCK_FILE = 'remaen.lock'
+# Variables a checkpoint may hold beyond the network's own weights (ignored on restore).
+_OPTIMIZER_VARIABLE = re.compile(r'(/Adam(_\d+)?$|^beta[12]_power(_\d+)?$|^global_step$)')
+_STEP_INDEX = re.compile(r'^%s-(\d+)\.index$' % PREFIX)
+_DATA_FILE = re.compile(r'^(%s(?:-\d+)?)\.data-\d+-of-\d+$' % PREFIX)
+# Left by an interrupted save: TensorFlow's bundle writer (``.tempstate<n>``), its sharded
+# temporary folders (``_temp``), atomic state-file writes (``checkpoint.tmp<hex>``) and ours.
+_TEMPORARY = re.compile(r'^(%s.*\.tempstate\d*|%s(-\d+)?_temp.*|%s\.tmp.*|%s\.tmp)$'
+                        % (PREFIX, PREFIX, re.escape(STATE_FILE), re.escape(SETTINGS_FILE)))
+_STATE_NEWEST = re.compile(r'^\s*model_checkpoint_path\s*:\s*"(.+)"\s*$', re.M)
+
+# Folders of the shipped models (weights only, with remaen_settings.json), by --model name.
+SHIPPED_MODELS = {'light': os.path.join('checkpoints', 'ReMAEN_light'),
+                  'heavy': os.path.join('checkpoints', 'ReMAEN_heavy')}
+DEFAULT_SHIPPED_MODEL = 'light'
+# Flags that name a checkpoint: without any of them, --input uses the shipped default model.
+CHECKPOINT_FLAGS = ('checkpoint', 'model', 'train_dataset', 'batch_size', 'checkpoint_dir')
+NETWORK_FLAGS = ('channel_dim', 'stages', 'dilations', 'shared_attention', 'skip_connections')
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, unreadable, in use or does not fit the model (one line)."""
+
+
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+# ----------------------------------------------------------------------------- naming
+def checkpoint_folder(checkpoint_dir, train_dataset, batch_size, suffix=''):
+    """``<checkpoint_dir>/ReMAEN_<train_dataset>_<batch_size><suffix>`` (the paper's naming)."""
+    return os.path.join(checkpoint_dir, 'ReMAEN_%s_%d%s' % (train_dataset, batch_size, suffix))
+
+
+def default_folder(args):
+    """The checkpoint folder of parsed flags (``settings.run_suffix`` tags ablations)."""
+    return checkpoint_folder(args.checkpoint_dir, args.train_dataset, args.batch_size,
+                             settings.run_suffix(args))
+
+
+def step_of(prefix):
+    """The step in a ``<name>-<step>`` prefix, -1 for a prefix without one."""
+    match = re.search(r'-(\d+)$', prefix)
+    return int(match.group(1)) if match else -1
+
+
+def steps(folder):
+    """``{step: prefix}`` of the training checkpoints ``ReMAEN-<step>`` in ``folder``."""
+    return {int(m.group(1)): os.path.join(folder, m.group(0)[:-len('.index')])
+            for m in map(_STEP_INDEX.match, _names(folder)) if m}
+
+
+def holds_training_checkpoints(folder):
+    """True when ``folder`` has training checkpoints (or their data files) or a lock file."""
+    return any(_STEP_INDEX.match(n) or n == LOCK_FILE
+               or (_DATA_FILE.match(n) and _DATA_FILE.match(n).group(1) != PREFIX)
+               for n in _names(folder))
+
+
+def _names(folder):
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+# ----------------------------------------------------------------------------- finding
+def candidates(folder):
+    """Checkpoint prefixes of ``folder``, newest first: by step, then the one the state file
+    names (its base name: the paths may be another machine's; an empty or garbage state file
+    is ignored), then by time."""
+    try:
+        with open(os.path.join(folder, STATE_FILE), encoding='utf-8', errors='replace') as f:
+            match = _STATE_NEWEST.search(f.read(1 << 20))
+    except OSError:
+        match = None
+    named = os.path.basename(match.group(1).replace('\\', '/')) if match else None
+    prefixes = [os.path.join(folder, n[:-len('.index')]) for n in _names(folder)
+                if n.endswith('.index') and os.path.isfile(os.path.join(folder, n))]
+    return sorted(prefixes, key=lambda p: (step_of(p), os.path.basename(p) == named,
+                                           os.path.getmtime(p + '.index')), reverse=True)
+
+
+def find(path):
+    """The checkpoint prefix of a prefix, an ``.index`` file or a folder (its newest, without
+    reading it); None when there is none."""
+    if path.endswith('.index'):
+        path = path[:-len('.index')]
+    if os.path.isfile(path + '.index'):
+        return path
+    found = candidates(path) if os.path.isdir(path) else []
+    return found[0] if found else None
+
+
+def unreadable(prefix):
+    """Why ``prefix`` cannot be read (a short reason), or None when every tensor reads (about
+    6 MB for a training checkpoint: a missing, truncated or corrupt file is found)."""
+    tf = quiet.import_tf()
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as exc:  # DataLossError, NotFoundError, IndexError... all mean the same
+        return _first_line(exc)
+    return None
+
+
+def _corrupt(prefix, reason):
+    return CheckpointError('cannot read checkpoint %s (%s); the files are corrupt or '
+                           'incomplete: delete them or pass another --checkpoint'
+                           % (prefix, reason))
+
+
+def newest_readable(folder, log=print):
+    """The newest checkpoint of ``folder`` that can be read, None when it has none. Newer ones
+    that cannot be read are skipped with a note each (no file is deleted); CheckpointError when
+    none can be read."""
+    first_error = None
+    for prefix in candidates(folder):
+        reason = unreadable(prefix)
+        if reason is None:
+            return prefix
+        first_error = first_error or _corrupt(prefix, reason)
+        log('note: skipping checkpoint %s: it cannot be read (%s); its files are left in '
+            'place' % (prefix, reason))
+    if first_error:
+        raise first_error
+    return None
+
+
+def resolve(where, log=print):
+    """The checkpoint prefix of ``--checkpoint`` (a prefix, ``.index`` file or folder) or of a
+    default folder (its ``newest_readable``); CheckpointError when there is none."""
+    prefix = find(where) if not os.path.isdir(where) else newest_readable(where, log)
+    if prefix is None:
+        raise CheckpointError(
+            'no checkpoint found at %s; train first (--is_training True with the same '
+            '--train_dataset/--batch_size) or pass --checkpoint PATH (a folder such as the '
+            "authors' checkpoint/ReMAEN_Rain100L_32/ or a prefix)" % where)
+    return prefix
+
+
+def shipped_model_folder(name):
+    """Absolute folder of a shipped model (relative to this file, so any cwd works)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIPPED_MODELS[name])
+
+
+def is_shipped(prefix):
+    """True when ``prefix`` lies in a shipped model's folder."""
+    return os.path.dirname(os.path.abspath(prefix)) in {
+        os.path.abspath(shipped_model_folder(name)) for name in SHIPPED_MODELS}
+
+
+def location(args, log=print):
+    """Where the checkpoint of parsed flags is: ``--checkpoint``, ``--model``, or the default
+    folder of ``--train_dataset``/``--batch_size``; ``--input`` without any checkpoint flag
+    uses the shipped light model (and says so). Testing never falls back silently."""
+    given = getattr(args, 'given', set())
+    if args.checkpoint:
+        return args.checkpoint
+    if getattr(args, 'model', None):
+        return shipped_model_folder(args.model)
+    if args.input and not args.is_testing and not (set(CHECKPOINT_FLAGS) & given):
+        where = shipped_model_folder(DEFAULT_SHIPPED_MODEL)
+        log('Using the shipped %s-rain model %s (--model heavy for heavy rain, or '
+            '--checkpoint PATH)' % (DEFAULT_SHIPPED_MODEL, os.path.relpath(where)))
+        return where
+    return default_folder(args)
+
+
+def resolve_args(args, log=print):
+    """Checkpoint prefix of parsed flags (``location``, ``resolve``); CheckpointError if none."""
+    return resolve(location(args, log), log)
+
+
+# ----------------------------------------------------------------------------- reading
+def read_variables(prefix):
+    """``{name: shape}`` of the variables stored under ``prefix``; CheckpointError if unreadable."""
+    tf = quiet.import_tf()
+    try:
+        return {name: tuple(shape) for name, shape in tf.train.list_variables(prefix)}
+    except Exception as exc:  # DataLossError, NotFoundError, OutOfRange... all mean the same
+        raise _corrupt(prefix, _first_line(exc))
+
+
+def stored_step(prefix):
+    """The ``global_step`` stored under ``prefix``, None for weights only (e.g. the release)."""
+    if 'global_step' not in read_variables(prefix):
+        return None
+    return int(quiet.import_tf().train.load_variable(prefix, 'global_step'))
+
+
+def check_compatible(prefix, variables):
+    """``{name: shape}`` stored under ``prefix``, checked against the model's ``variables``
+    (tf.Variable list); CheckpointError naming missing, unexpected or mis-shaped ones."""
+    stored = read_variables(prefix)
+    wanted = {v.op.name: tuple(v.get_shape().as_list()) for v in variables}
+    missing = sorted(set(wanted) - set(stored))
+    unexpected = sorted(n for n in set(stored) - set(wanted)
+                        if not _OPTIMIZER_VARIABLE.search(n))
+    mismatched = sorted('%s %s vs %s' % (n, stored[n], wanted[n])
+                        for n in set(wanted) & set(stored) if stored[n] != wanted[n])
+    problems = []
+    for label, names in (('missing', missing), ('unexpected', unexpected),
+                         ('shape differs (checkpoint vs model)', mismatched)):
+        if names:
+            shown = ', '.join(names[:3]) + (' ...' if len(names) > 3 else '')
+            problems.append('%d %s: %s' % (len(names), label, shown))
+    if problems:
+        raise CheckpointError('checkpoint %s does not fit this model (%s); check the network '
+                              'flags (--channel_dim, --dilations, --shared_attention ...)'
+                              % (prefix, '; '.join(problems)))
+    return stored
+
+
+def make_restorer(prefix, variables, global_step=None, optional=()):
+    """Build (in the current graph, before it is finalized) what restores ``prefix``.
+
+    Args:
+      prefix: checkpoint prefix.
+      variables: the ``derainNet`` variables; all must be in the checkpoint.
+      global_step: optional global-step variable, restored if stored, else left as is.
+      optional: more variables (Adam's moments and beta powers when resuming) restored when
+        stored with the same shape, else left initial (``restore_fn.skipped`` names them).
+
+    Returns:
+      ``restore_fn(sess) -> int``: the restored global step, or 0 when the checkpoint has none.
+    """
+    tf = quiet.import_tf()
+    stored = check_compatible(prefix, variables)
+    with_step = global_step is not None and 'global_step' in stored
+    extra, skipped = [], []
+    for variable in optional:
+        if stored.get(variable.op.name) == tuple(variable.get_shape().as_list()):
+            extra.append(variable)
+        else:
+            skipped.append(variable.op.name)
+    saver = tf.train.Saver(var_list=list(variables) + ([global_step] if with_step else [])
+                           + extra)
+
+    def restore_fn(sess):
+        try:
+            saver.restore(sess, prefix)
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError('cannot restore %s (%s); the files are corrupt or incomplete: '
+                                  'delete them or pass another --checkpoint'
+                                  % (prefix, _first_line(exc)))
+        return int(sess.run(global_step)) if with_step else 0
+    restore_fn.skipped = skipped
+    return restore_fn
+
+
+def restore(sess, prefix, variables, global_step=None):
+    """Restore the network weights now (see ``make_restorer``); returns the global step."""
+    with sess.graph.as_default():
+        restore_fn = make_restorer(prefix, variables, global_step)
+    return restore_fn(sess)
+
+
+# ----------------------------------------------------------------------------- settings
+def save_settings(folder, values):
+    """Write ``<folder>/remaen_settings.json`` atomically (temporary file, then rename)."""
+    _atomic_write(os.path.join(folder, SETTINGS_FILE),
+                  json.dumps(values, indent=2, sort_keys=True))
+
+
+def load_settings(folder):
+    """The dict of ``<folder>/remaen_settings.json``, None when there is none; CheckpointError
+    when it is not a settings file (not JSON, or not an object whose ``model`` is an object)."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    try:
+        with open(path, encoding='utf-8') as handle:
+            values = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        values = exc
+    if not isinstance(values, dict) or not isinstance(values.get('model', {}), dict):
+        raise CheckpointError('%s is not a settings file (%s); restore it or delete it (the '
+                              'network flags are then checked against the variables only)'
+                              % (path, _first_line(values) if isinstance(values, Exception)
+                                 else 'expected a JSON object with a "model" object'))
+    return values
+
+
+def stored_config(folder, default=None, stored=None):
+    """The ModelConfig stored next to a checkpoint (``stored``: its loaded settings), else
+    ``default`` (None = the paper's). UsageError for one this version cannot build (e.g. a
+    1-channel model of an earlier version)."""
+    from model import ModelConfig  # imports TensorFlow (see the module docstring)
+    stored = load_settings(folder) if stored is None else stored
+    if not stored or 'model' not in stored:
+        return default or ModelConfig()
+    try:
+        return ModelConfig.from_dict(stored['model'])
+    except (TypeError, ValueError) as exc:
+        raise UsageError('checkpoint %s: %s; use another --checkpoint' % (folder, exc))
+
+
+def check_settings(folder, config, edge_loss_weight=None):
+    """UsageError listing the differences when the settings stored in ``folder`` (if any: the
+    authors' release has none) differ from ``config`` (model.ModelConfig) or, when resuming
+    training, from ``edge_loss_weight`` (None: not checked)."""
+    stored = load_settings(folder)
+    if not stored:
+        return
+    diffs = stored_config(folder, config, stored).differences(config)
+    if edge_loss_weight is not None and stored.get('edge_loss_weight') != edge_loss_weight:
+        diffs.append('edge_loss_weight: %r vs %r' % (stored.get('edge_loss_weight'),
+                                                    edge_loss_weight))
+    if diffs:
+        raise UsageError('checkpoint %s was trained with other settings (checkpoint vs flags: '
+                         '%s); pass the same flags or another --checkpoint'
+                         % (folder, '; '.join(diffs)))
+
+
+# ----------------------------------------------------------------------------- writing
+def make_folder(folder, flag='--checkpoint_dir'):
+    """Create ``folder`` (and parents): True when created; CheckpointError when impossible."""
+    if os.path.isdir(folder):
+        return False
+    try:
+        os.makedirs(folder)
+        return True
+    except OSError as exc:
+        raise CheckpointError('cannot create the checkpoint folder %s (%s); choose another %s'
+                              % (folder, exc.strerror or exc, flag))
+
+
+def _atomic_write(path, text):
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise CheckpointError('cannot write %s (%s)' % (path, exc.strerror or exc))
+
+
+def write_state(folder, newest, others=()):
+    """Write the ``checkpoint`` state file (relative names; temporary file, then rename)."""
+    names = [os.path.basename(p) for p in list(others) + [newest]]
+    _atomic_write(os.path.join(folder, STATE_FILE),
+                  'model_checkpoint_path: "%s"\n' % names[-1]
+                  + ''.join('all_model_checkpoint_paths: "%s"\n' % n for n in names))
+
+
+def make_saver(variables):
+    """The tf.train.Saver of a checkpoint's variables, built in the current graph; pass it to
+    ``TrainingFolder.save`` or ``save_weights`` (they write the state file and prune)."""
+    return quiet.import_tf().train.Saver(list(variables), max_to_keep=None,
+                                         save_relative_paths=True)
+
+
+def _save(session, saver, prefix):
+    """``saver.save`` to ``prefix`` without state file; CheckpointError (temporaries removed)."""
+    tf = quiet.import_tf()
+    try:
+        return saver.save(session, prefix, write_meta_graph=False, write_state=False)
+    except (tf.errors.OpError, OSError, ValueError) as exc:
+        clean_temporaries(os.path.dirname(prefix))
+        raise CheckpointError('cannot save checkpoint %s (%s); the earlier checkpoints are '
+                              'intact: free some space or choose another --checkpoint_dir, '
+                              'then rerun to resume' % (prefix, reason(exc)))
+
+
+def clean_temporaries(folder):
+    """Remove what an interrupted save left in ``folder``: temporary files and folders, and
+    data files without their index. Only while holding its lock. Returns the removed names."""
+    names = _names(folder)
+    indexes = {n[:-len('.index')] for n in names if n.endswith('.index')}
+    removed = [n for n in names if _TEMPORARY.match(n)
+               or (_DATA_FILE.match(n) and _DATA_FILE.match(n).group(1) not in indexes)]
+    for name in removed:
+        _remove(os.path.join(folder, name))
+    return sorted(removed)
+
+
+def _remove(path):
+    try:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    except OSError:
+        pass
+
+
+def _remove_checkpoint(prefix):
+    """Index first: a half-removed checkpoint is never found, its data files are cleaned."""
+    folder, base = os.path.split(prefix)
+    for name in [base + '.index'] + [n for n in _names(folder) if n.startswith(base + '.data-')]:
+        _remove(os.path.join(folder, name))
+
+
+# ----------------------------------------------------------------------------- training
+class TrainingFolder(object):
+    """The checkpoint folder of a training run, written by this process only.
+
+    Opening it creates the folder, takes its lock (``lockfile.FileLock``), removes what an
+    interrupted save left (``clean_temporaries``) and finds the checkpoint to resume from
+    (``resume``: ``newest_readable``, or None); CheckpointError when one of them fails.
+    ``save`` writes the next checkpoint; ``close`` releases the lock (and removes the folder
+    again when it created it and nothing was written).
+    """
+
+    def __init__(self, folder, keep, log=print):
+        self.folder, self.keep, self.log = folder, keep, log
+        self._created = make_folder(folder)
+        self.lock = lockfile.FileLock(os.path.join(folder, LOCK_FILE))
+        try:
+            self._take_lock()
+            removed = clean_temporaries(folder)
+            if removed:
+                log('note: removed what an interrupted save left in %s: %s'
+                    % (folder, ', '.join(removed)))
+            self.resume = newest_readable(folder, log)
+        except BaseException:
+            self.close()
+            raise
+        self.last_saved = self.resume
+
+    def save(self, session, saver, step):
+        """Write ``ReMAEN-<step>`` with ``saver`` (``make_saver``): data and index, then the
+        state file; then remove all but the ``keep`` newest checkpoints up to ``step``, earlier
+        runs' included (newer ones, e.g. one skipped as unreadable, stay). Returns its prefix."""
+        prefix = _save(session, saver, os.path.join(self.folder, '%s-%d' % (PREFIX, step)))
+        older = [p for s, p in sorted(steps(self.folder).items(), reverse=True)
+                 if s <= step and p != prefix]
+        kept, removed = older[:self.keep - 1], older[self.keep - 1:]
+        write_state(self.folder, prefix, kept[::-1])
+        for old in removed:
+            _remove_checkpoint(old)
+        self.last_saved = prefix
+        return prefix
+
+    def _take_lock(self):
+        try:
+            previous = self.lock.acquire()
+        except lockfile.Held as held:
+            raise CheckpointError('checkpoint folder %s is in use by another training process '
+                                  '(%s); wait for it to end or stop it, or train into another '
+                                  '--checkpoint_dir' % (self.folder, held))
+        except OSError as exc:
+            raise CheckpointError('cannot create the lock file %s (%s); choose another '
+                                  '--checkpoint_dir' % (self.lock.path, exc.strerror or exc))
+        if previous is not None:
+            self.log('note: took over the lock of %s, which ended without releasing it'
+                     % lockfile.describe(previous))
+
+    def close(self):
+        """Release the lock (idempotent)."""
+        self.lock.release()
+        if self._created and not _names(self.folder):
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass
+        self._created = False
+
+
+# ----------------------------------------------------------------------------- export
+def save_weights(session, variables, folder, flag='--export_weights'):
+    """Write ``variables`` as the weights-only checkpoint ``<folder>/ReMAEN`` with its state
+    file; returns the prefix. CheckpointError for a folder holding training checkpoints."""
+    _check_export_target(folder, flag)
+    make_folder(folder, flag)
+    prefix = _save(session, quiet.import_tf().train.Saver(list(variables)),
+                   os.path.join(folder, PREFIX))
+    write_state(folder, prefix)
+    return prefix
+
+
+def _check_export_target(folder, flag):
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CheckpointError('%s %s is a file, not a folder; choose another %s'
+                              % (flag, folder, flag))
+    if holds_training_checkpoints(folder):
+        raise CheckpointError(
+            '%s %s holds training checkpoints (ReMAEN-<step> or a training lock): weights are '
+            'exported into a folder of their own, to leave the training state untouched; '
+            'choose another %s' % (flag, folder, flag))
+
+
+def export_weights(source, target, config, values, session_config=None):
+    """Copy the network weights of prefix ``source`` (no Adam slots, no step) to the folder
+    ``target`` (``--export_weights``): ``ReMAEN.{index,data-*}``, ``checkpoint`` and
+    ``remaen_settings.json`` (``values`` with ``model`` = ``config``, a ModelConfig), never into
+    a folder holding training checkpoints. Returns (prefix, variables, bytes written)."""
+    import model  # imports TensorFlow (see the module docstring)
+    _check_export_target(target, '--export_weights')
+    tf = quiet.import_tf()
+    with tf.Graph().as_default():
+        model.build_inference_graph(config)
+        variables = model.model_variables()
+        with tf.Session(config=session_config or utils.session_config()) as sess:
+            restore(sess, source, variables)
+            prefix = save_weights(sess, variables, target)
+    save_settings(target, dict(values, model=config.to_dict()))
+    base = os.path.basename(prefix)
+    size = sum(os.path.getsize(os.path.join(target, n)) for n in _names(target)
+               if n.startswith(base + '.') or n in (STATE_FILE, SETTINGS_FILE))
+    return prefix, len(variables), size

@@ -18,6 +18,7 @@ SIZE = 32
 def folder_flags(root):
     return ['--data_path', os.path.join(root, 'train', '{}'),
             '--test_path', os.path.join(root, 'test', '{}'),
+            '--validation_path', os.path.join(root, 'val', '{}-val'),
             '--checkpoint_dir', os.path.join(root, 'ckpt'),
             '--test_dir', os.path.join(root, 'results'),
             '--out_dir', os.path.join(root, 'report')]
@@ -89,14 +90,19 @@ def reproduced(tmp_path_factory):
                 size=(40, 40), seed=2, layout='padded')
     write_pairs(os.path.join(root, 'test', 'Rain100H'), 1,
                 size=(SIZE, SIZE), seed=3, layout='padded')  # no train data, no ckpt
+    write_pairs(os.path.join(root, 'val', 'Rain1400-val'), 2,
+                size=(SIZE, SIZE), seed=4, layout='padded')  # validation pairs, no test data
+    write_pairs(os.path.join(root, 'val', 'Rain100H-val'), 1,
+                size=(SIZE, SIZE), seed=5, layout='padded')  # test data exists: not used
     shared = os.path.join(root, 'ckpt', 'ReMAEN_Rain100L_1')
     cwd = os.getcwd()
     os.chdir(root)  # logs/ and samples/ of the training run land here
     try:
-        code = reproduce.main(['--datasets', 'Rain100L', 'Rain100H', 'Rain800',
+        code = reproduce.main(['--datasets', 'Rain100L', 'Rain100H', 'Rain800', 'Rain1400',
                                '--extra', 'Tiny2', '--train', '--iterations', '1',
                                '--batch_size', '1', '--patch_size', '24', '--seed', '0',
-                               '--seconds_per_iteration', '0.25', '--checkpoint', 'Tiny2=' + shared]
+                               '--seconds_per_iteration', '0.25',
+                               '--checkpoint', 'Tiny2=' + shared, 'Rain1400=' + shared]
                               + folder_flags(root))
     finally:
         os.chdir(cwd)
@@ -111,7 +117,12 @@ def test_report_rows_and_reasons(reproduced):
     root, code, report, _ = reproduced
     assert code == 0
     rows = {r['dataset']: r for r in report['datasets']}
-    assert list(rows) == ['Rain100L', 'Rain100H', 'Rain800', 'Tiny2']
+    assert list(rows) == ['Rain100L', 'Rain100H', 'Rain800', 'Rain1400', 'Tiny2']
+    # No test data but validation pairs: tested on them and labelled; test data wins.
+    assert rows['Rain1400']['status'] == 'ok' and rows['Rain1400']['test_set'] == 'validation'
+    assert rows['Rain1400']['test_folder'] == os.path.join(root, 'val', 'Rain1400-val')
+    assert rows['Rain1400']['test_pairs'] == 2
+    assert rows['Rain100H']['test_set'] == 'test' and rows['Rain100L']['test_set'] == 'test'
     assert rows['Rain100L']['status'] == 'ok' and rows['Tiny2']['status'] == 'ok'
     assert rows['Rain100L']['checkpoint'].endswith(os.path.join('ReMAEN_Rain100L_1',
                                                                 'ReMAEN-1'))
@@ -150,8 +161,8 @@ def test_our_numbers_are_the_results_json_metrics(reproduced):
             assert row['ours'][key] == pytest.approx(mean, abs=1e-9)
         for image in results['images']:
             index = int(image['name'].split('-')[1])
-            clean = cv2.imread(os.path.join(root, 'test', row['dataset'],
-                                            'norain-%03d.png' % index)).astype(np.float32) / 255
+            clean = cv2.imread(os.path.join(row['test_folder'], 'norain-%03d.png' % index)
+                               ).astype(np.float32) / 255
             output = cv2.imread(image['output']).astype(np.float32) / 255
             again = metrics.evaluate(output, clean)
             # Y protocol: on the uint8 image, i.e. exactly the saved PNG. Paper protocol: on
@@ -184,8 +195,14 @@ def test_markdown_report(reproduced):
     assert re.search(r'\| Rain800 \| — \| 26\.86/0\.854 \| not run: no test data at ', markdown)
     assert re.search(r'\| Rain100H \| — \| 28\.97/0\.884 \| not run: no checkpoint at ',
                      markdown)
+    val = rows['Rain1400']['ours']
+    val_line = [line for line in lines if line.startswith('| Rain1400 | paper |')]
+    assert len(val_line) == 1 and ('2 validation (paper %d) ⚠' % paper.DATASET_SIZES['Rain1400'][1]) in val_line[0]
+    assert '32.31/0.916' in val_line[0] and '%.2f/%.4f' % (val['psnr'], val['ssim']) in val_line[0]
+    assert '**%.2f/%.4f** (validation)' % (val['psnr'], val['ssim']) in markdown
+    assert '**Rain1400 on validation pairs**' in markdown and 'Rain1400-val' in markdown
     tiny = [line for line in lines if line.startswith('| Tiny2 |')]
     assert len(tiny) == 2 and all('3 |' in line for line in tiny)
-    assert '| JORDER (CVPR\'17) | 36.11/0.970 | 22.15/0.674 | 22.24/0.776 | — |' in markdown
+    assert '| JORDER (CVPR\'17) | 36.11/0.970 | 22.15/0.674 | 22.24/0.776 | 27.55/0.853 | — |' in markdown
     assert 'no counterpart in the paper' in markdown
     assert '1,254' in markdown and 'RainTrainH' in markdown

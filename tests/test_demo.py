@@ -72,6 +72,18 @@ def test_readme_demo_command_derains(tmp_path):
     assert abs(mean['ssim'] - card['ssim']) < 1e-3
 
 
+def test_light_card_records_the_rain100l_campaign():
+    """The shipped light model comes from the paper's recipe on RainTrainL (issue 24): its
+    card records the source checkpoint and step, batch 32 of 64x64, the data and the hours."""
+    card = model_card('light')
+    source = card['source'].replace('\\', '/')
+    assert source.startswith('checkpoints/ReMAEN_Rain100L_32/ReMAEN-'), source
+    assert card['iterations'] == int(source.rsplit('-', 1)[1]) > 0
+    assert (card['batch_size'], card['patch_size']) == (32, 64)
+    assert 'RainTrainL' in card['training_data'] and card['wall_hours'] > 0
+    assert card['demo_set'] == 'Demo' and card['variables'] == 138
+
+
 def model_card(name):
     """The measured facts of a shipped model (``checkpoints/ReMAEN_<name>/model_card.json``)."""
     with open(os.path.join(SHIPPED[name], 'model_card.json')) as handle:

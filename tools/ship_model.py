@@ -1,7 +1,7 @@
 """Ship a trained model: export its weights, measure it on its demo set, write its card.
 
-    python tools/ship_model.py light checkpoints/ReMAEN_Rain100L45_4 --demo Demo \
-        --training_data "Rain100L-train (45 pairs)" --wall_hours 5.2 \
+    python tools/ship_model.py light checkpoints/ReMAEN_Rain100L_32 --demo Demo \
+        --training_data "RainTrainL (200 pairs); the paper's recipe" --wall_hours 5.9 \
         --photo data/real/1.jpg
 
 Writes ``checkpoints/ReMAEN_<name>/``: the weights only (``--export_weights``), its

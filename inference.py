@@ -51,7 +51,7 @@ class Derainer(object):
       tile_overlap: halo of the last tiled pass in pixels; None = ``tiling.default_overlap``
         of the mode (the receptive-field radius for 'exact', ``tiling.FAST_OVERLAP`` for
         'fast'). Below the radius the exact mode is approximate.
-      tile_mode: 'fast' (two runs per tile, within 0.05 dB of a whole-image pass; see
+      tile_mode: 'fast' (two runs per tile, 0.003-0.11 dB from a whole-image pass; see
         docs/tiling.md) or 'exact' (equal to a whole-image pass up to float rounding, about
         K/2 + 1 passes).
       precision: 'fp32', 'bf16' or 'fp16' (see ``model.remaen``; bf16 acts through

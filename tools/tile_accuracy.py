@@ -1,7 +1,7 @@
 """Accuracy and cost of tiled inference against one whole-image pass (docs/tiling.md).
 
-One command re-measures the claim "the default tiled mode stays within 0.05 dB of a whole-image
-pass" for both shipped models (rerun it whenever a shipped model changes)::
+One command re-measures how close the default tiled mode stays to a whole-image pass (target:
+within 0.05 dB) for both shipped models (rerun it whenever a shipped model changes)::
 
     python tools/tile_accuracy.py                               # the documented measurement
     python tools/tile_accuracy.py --models light --pairs 1 --scales 2

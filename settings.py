@@ -324,27 +324,12 @@ def training_memory(args):
     return TRAIN_BASE_BYTES + pixels * TRAIN_BYTES_PER_PIXEL * scale
 
 
-def physical_memory():
-    """Bytes of memory of this machine (or of its cgroup limit when lower); None if unknown."""
-    try:
-        total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    except (ValueError, OSError, AttributeError):
-        return None
-    try:
-        with open('/sys/fs/cgroup/memory.max') as handle:
-            limit = handle.read().strip()
-        if limit.isdigit():
-            total = min(total, int(limit))
-    except OSError:
-        pass
-    return total
-
-
 def _check_training_memory(parser, args):
     """Refuse a batch whose training step cannot fit in this machine's memory (no GPU: on a
     GPU the activations live in its memory, and TensorFlow reports a clear error there)."""
+    import profiling
     import quiet
-    total = physical_memory()
+    total = profiling.physical_memory()
     need = training_memory(args)
     if total is None or need <= total or quiet.has_nvidia_device():
         return

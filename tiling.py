@@ -52,6 +52,7 @@ import tf_slim as slim
 
 import maeb
 import model
+import profiling
 
 # What ``derain_tiled`` needs from the graph (all tensors of one graph):
 #   images: [1, None, None, C_in] float32 placeholder, the tile with its halo.
@@ -471,60 +472,19 @@ Plan = collections.namedtuple('Plan', ['tiled', 'tile', 'mode', 'overlap', 'tile
                                        'line'])
 
 
-def _meminfo_mb(field, path='/proc/meminfo'):
-    """A /proc/meminfo field in MB, or None."""
-    try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _read_number(path):
-    """The integer in a one-line file (cgroup limits), or None ('max', absent, unreadable)."""
-    try:
-        with open(path) as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _cgroup_room_mb():
-    """Memory left under this process's cgroup limit (v2, then v1), in MB; None if unlimited."""
-    for limit_path, usage_path in (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current'),
-                                   ('/sys/fs/cgroup/memory/memory.limit_in_bytes',
-                                    '/sys/fs/cgroup/memory/memory.usage_in_bytes')):
-        limit, usage = _read_number(limit_path), _read_number(usage_path)
-        if limit is not None and limit < 2 ** 60:
-            return (limit - (usage or 0)) / 2.0 ** 20
-    return None
-
-
-def available_memory_mb():
-    """Memory available to this process now, in MB (None when it cannot be known).
-
-    Linux's MemAvailable (free memory plus reclaimable caches), lowered to what a cgroup
-    memory limit (containers, ``systemd-run -p MemoryMax``) still allows.
-    """
-    known = [v for v in (_meminfo_mb('MemAvailable'), _cgroup_room_mb()) if v is not None]
-    return min(known) if known else None
-
-
 def default_budget_mb(available_mb=None):
     """The memory budget when ``--inference_memory_mb`` is not given, in MB.
 
     Args:
-      available_mb: memory available (None = ``available_memory_mb()``, measured now).
+      available_mb: memory available (None = ``profiling.available_memory_mb()``,
+        measured now).
 
     Returns:
       float: min(DEFAULT_BUDGET_MB, AVAILABLE_FRACTION * available), DEFAULT_BUDGET_MB when
       the available memory is unknown.
     """
     if available_mb is None:
-        available_mb = available_memory_mb()
+        available_mb = profiling.available_memory_mb()
     if available_mb is None:
         return float(DEFAULT_BUDGET_MB)
     return min(float(DEFAULT_BUDGET_MB), AVAILABLE_FRACTION * available_mb)

@@ -16,6 +16,7 @@ import inference
 import maeb
 import metrics
 import model
+import profiling
 import tiling
 from model import ModelConfig
 
@@ -405,7 +406,7 @@ def test_forced_tiles_and_whole_passes():
 def test_default_budget_follows_the_available_memory():
     assert tiling.default_budget_mb(100000) == tiling.DEFAULT_BUDGET_MB
     assert tiling.default_budget_mb(2000) == 0.75 * 2000
-    available = tiling.available_memory_mb()
+    available = profiling.available_memory_mb()
     assert available is None or available > 0
     assert 0 < tiling.default_budget_mb() <= tiling.DEFAULT_BUDGET_MB
 

@@ -51,8 +51,9 @@ class Derainer(object):
       tile_overlap: halo of the last tiled pass in pixels; None = ``tiling.default_overlap``
         of the mode (the receptive-field radius for 'exact', ``tiling.FAST_OVERLAP`` for
         'fast'). Below the radius the exact mode is approximate.
-      tile_mode: 'fast' (two runs per tile, 0.003-0.11 dB from a whole-image pass; see
-        docs/tiling.md) or 'exact' (equal to a whole-image pass up to float rounding, about
+      tile_mode: 'fast' (exact SE statistics when the image fits the budget, else two runs
+        per tile, 0.003-0.11 dB from a whole-image pass; see docs/tiling.md) or 'exact'
+        (equal to a whole-image pass up to float rounding, about
         K/2 + 1 passes).
       precision: 'fp32', 'bf16' or 'fp16' (see ``model.remaen``; bf16 acts through
         ``session_config``; tiles always use the float32 graph).
@@ -142,7 +143,8 @@ class Derainer(object):
             import tiling
             output = np.clip(tiling.derain_tiled(
                 self.session, self.tiled, image, plan.tile, plan.overlap, self.point_radii,
-                mode=plan.mode, progress=self.progress), 0.0, 1.0)
+                mode=plan.mode, progress=self.progress, sample_pixels=plan.sample_pixels),
+                0.0, 1.0)
             per_stage = [None] * (self.config.stages - 1) + [output]
         else:
             per_stage = self.run_stages(image)

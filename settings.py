@@ -232,9 +232,11 @@ def build_parser():
                            '--inference_memory_mb, else tiles sized to fit it; docs/tiling.md)'
                            % MIN_TILE)
     perf.add_argument('--tile_mode', choices=['exact', 'fast'], default='fast',
-                      help='tiled inference: fast (two runs per tile; 0.003-0.11 dB from a '
-                           'whole-image pass, measured) or exact (equal to a whole-image '
-                           'pass up to float rounding, ~19 passes) (default fast)')
+                      help='tiled inference: fast (SE statistics from one whole-image run '
+                           'when the image fits the memory budget: within 0.0001 dB of a '
+                           'whole-image pass; else two runs per tile: 0.003-0.11 dB, measured) '
+                           'or exact (equal to a whole-image pass up to float rounding, ~19 '
+                           'passes) (default fast)')
     perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,
                       help='halo around each tile in pixels (default: 32 in fast mode, the '
                            "network's receptive-field radius, which makes tiling exact, in "

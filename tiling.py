@@ -1,4 +1,4 @@
-"""Tiled inference (``--tile``): derain images too large for one pass, in bounded memory.
+"""Tiled inference: derain images too large for one pass, in bounded memory (``plan``).
 
 Why plain tiling is not enough: every layer of ReMAEN is local (3x3 convs, dilations up to
 ``max(dilations)``, pointwise gates) EXCEPT the squeeze of each SE block, a mean over the
@@ -28,20 +28,29 @@ WHOLE image. Tiles with their own means give a visibly different result. Two mod
    Cost: roughly K/2 + 1 whole passes (K = 36 for the paper's 3 stages: ~19 passes) times
    the halo overhead ((tile + 2 R) / tile)^2 (less at the borders).
 
-``fast`` (``derain_fast``; two runs per tile, close to but not equal to the whole pass):
+``fast`` (``derain_fast``; the automatic choice's mode):
 
-1. Statistics pass: the plain network (every SE block squeezing its own crop) runs once on
-   each tile with a small halo (``FAST_STATS_HALO``); the interior sums of all K SE inputs,
-   added over the tiles, give approximate global means of all K points at once.
-2. Optional refinement passes (``refine_passes``): every tile again with those means fed,
-   whose interior sums give better means.
+1. Statistics from a pooled sample (``sample_crops``, ``PooledSqueeze``): crops spread over
+   the image, as many pixels as the memory budget allows, run as ONE batch whose SE blocks
+   squeeze all their interiors together, so the K means come out consistent from the first
+   SE block to the last. When the image itself fits the budget (tiles forced with
+   ``--tile``), the sample is the image and the means are exact.
+2. Otherwise one statistics pass: every tile (halo ``FAST_STATS_HALO``) with the sample's
+   means fed; the interior sums of the K SE inputs, added over the tiles, give the means
+   used (optional refinement passes repeat this).
 3. The exact mode's last pass with those K means fed and a halo ``FAST_OVERLAP`` (the
    measured effective reach: far below R, the gradient support, see docs/tiling.md).
 
-   Cost: 2.1-2.3 whole passes of pixels for tiles of 512 or more (``relative_cost``),
-   measured 1.3-2.2x the wall time of a whole-image pass.
+   Cost: the sample (up to one budget-sized pass) plus 1-2 runs per tile
+   (``relative_cost`` + ``sample_cost``).
 
-Memory is bounded by one (tile + 2 * halo)^2 crop in both modes. A ``--tile_overlap``
+   ``plan`` uses the sample only when it is the whole image (SAMPLE_MIN_FRACTION): partial
+   samples, measured, helped the heavy model and hurt the light one. Otherwise the
+   statistics pass runs every tile with its own means (the first fast mode; a 12 MP photo
+   under the 4 GB budget: 2.38 whole passes). Accuracy: docs/tiling.md.
+
+Memory is bounded by one (tile + 2 * halo)^2 crop in both modes, and in the fast mode by the
+sample, which ``plan`` sizes to the memory budget. A ``--tile_overlap``
 smaller than R makes the exact mode approximate (the halo is then too small).
 """
 import collections
@@ -62,8 +71,39 @@ import profiling
 #   output: [1, height, width, C_in] float32, the network output on the interior (unclipped).
 #   local_sums: K tensors [1, channels] float32, the same interior sums from the plain network
 #     run on the crop alone (each SE block squeezes with the crop's own mean; nothing fed).
+#   samples: [N, None, None, C_in] float32 placeholder, N sample crops of one size whose
+#     interiors (the same ``interior`` in each) are squeezed TOGETHER (``PooledSqueeze``).
+#   sample_means: K tensors [1, channels] float32, the SE means of the network run on
+#     ``samples``: every SE block squeezes the mean over all N interiors.
 TiledGraph = collections.namedtuple('TiledGraph', ['images', 'interior', 'squeezes', 'sums',
-                                                   'output', 'local_sums'])
+                                                   'output', 'local_sums', 'samples',
+                                                   'sample_means'])
+
+
+class PooledSqueeze(object):
+    """A ``squeeze_fn`` pooling a batch of crops: one mean over all their interiors.
+
+    Every ``se_block`` squeezes the mean of its input over the ``interior`` of every crop of
+    the batch together ([1, C], repeated for the N crops), so the N crops behave as ONE image
+    made of their interiors: the SE means of deep layers are computed from features that saw
+    the pooled means of the earlier layers, as in one whole-image pass (unlike crops that
+    each squeeze themselves).
+
+    Args:
+      interior: [4] int32 tensor (top, left, height, width), the same in every crop.
+
+    Attributes:
+      means: the [1, C] means, in call order.
+    """
+
+    def __init__(self, interior):
+        self.interior, self.means = interior, []
+
+    def __call__(self, inputs):
+        mean = tf.reduce_mean(_interior(inputs, self.interior), axis=[0, 1, 2], keepdims=True)
+        mean = tf.reshape(mean, [1, inputs.get_shape().as_list()[-1]])
+        self.means.append(mean)
+        return tf.tile(mean, tf.stack([tf.shape(inputs)[0], 1]))      # [N, C], C static
 
 
 # ----------------------------------------------------------------------------- receptive field
@@ -154,10 +194,11 @@ def _interior(tensor, interior):
 def build_tiled_graph(config=None, scope='derainNet'):
     """Build the tile graphs in the default graph (reusing ``scope``'s variables if present).
 
-    Two networks share the ``images`` and ``interior`` placeholders and the variables: one
-    with every SE squeeze fed (``squeezes``; ``sums`` and ``output``), and the plain network
-    whose SE blocks squeeze the crop itself (``local_sums``, for the fast mode's first pass).
-    TensorFlow only runs the one that a fetch needs.
+    Three networks share the variables and the ``interior`` placeholder: on ``images``, one
+    with every SE squeeze fed (``squeezes``; ``sums`` and ``output``) and the plain network
+    whose SE blocks squeeze the crop itself (``local_sums``, the first fast mode's
+    statistics); on the batch ``samples``, the pooled network (``sample_means``, the fast
+    mode's statistics). TensorFlow only runs the one that a fetch needs.
 
     Args:
       config: ModelConfig (None = the paper's model).
@@ -170,17 +211,23 @@ def build_tiled_graph(config=None, scope='derainNet'):
     with tf.name_scope('tiled'):
         images = tf.placeholder(tf.float32, [1, None, None, model.IMAGE_CHANNELS], name='tile')
         interior = tf.placeholder(tf.int32, [4], name='interior')
+        samples = tf.placeholder(tf.float32, [None, None, None, model.IMAGE_CHANNELS],
+                                 name='samples')
     fed = maeb.FedSqueeze()
     with slim.arg_scope([maeb.se_block], squeeze_fn=fed):
         output, end_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
                                           direct_dilation=True)
     _, local_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
                                    direct_dilation=True)
+    pooled = PooledSqueeze(interior)
+    with slim.arg_scope([maeb.se_block], squeeze_fn=pooled):
+        model.remaen(samples, config, scope=scope, reuse=tf.AUTO_REUSE, direct_dilation=True)
     with tf.name_scope('tiled'):
         sums = _interior_sums(end_points, interior)
         local_sums = _interior_sums(local_points, interior)
         output = _interior(output, interior)
-    return TiledGraph(images, interior, fed.squeezes, sums, output, local_sums)
+    return TiledGraph(images, interior, fed.squeezes, sums, output, local_sums, samples,
+                      pooled.means)
 
 
 def _interior_sums(end_points, interior):
@@ -234,6 +281,93 @@ def halo_crop(box, halo, height, width):
     return (cy0, cy1, cx0, cx1), [y0 - cy0, x0 - cx0, y1 - y0, x1 - x0]
 
 
+# The statistics sample: at most SAMPLE_CROPS crops (more, smaller crops spread the sample
+# over more of the image; each pays its halo), interiors of at least SAMPLE_MIN_INTERIOR.
+SAMPLE_CROPS = 16
+SAMPLE_MIN_INTERIOR = 64
+# The plan uses a sample only when it covers at least this share of the image; below it the
+# statistics pass runs every tile with its own means. 1.0: only the whole image (exact means).
+# Partial samples, then one pass, measured on 2x pairs with a 10% sample (docs/tiling.md):
+# 3.6-4.5 dB closer to the whole-image output than each-tile-its-own for the heavy model, but
+# 17 dB further for the light model on one pair; no partial sample is better for both.
+SAMPLE_MIN_FRACTION = 1.0
+
+
+def sample_crops(height, width, pixels, halo, count=SAMPLE_CROPS):
+    """Equal crops spread evenly over an image, of at most ``pixels`` pixels together.
+
+    The whole image when it has at most ``pixels`` pixels (the statistics are then exact).
+    Otherwise a grid of up to ``count`` crops of one size, each inside the image, centred in
+    equal cells of the image; the interior of a crop is the crop without ``halo`` pixels on
+    each side (along a side that spans the whole image, the whole side).
+
+    Args:
+      height, width: image size.
+      pixels: sample size bound (crop pixels, halos included).
+      halo: pixels between a crop's edge and its interior (at most a quarter of the crop's
+        side, when ``pixels`` are too few for one crop with the full halo).
+      count: most crops.
+
+    Returns:
+      (crops, interior): crops = list of (cy0, cy1, cx0, cx1) of one size; interior = [top,
+      left, height, width] inside each crop (the ``interior`` feed).
+    """
+    if height * width <= pixels:
+        return [(0, height, 0, width)], [0, 0, height, width]
+    least = 2 * halo + SAMPLE_MIN_INTERIOR
+    side = max(int((pixels / float(count)) ** 0.5), min(least, int(pixels ** 0.5)))
+    halo = min(halo, side // 4)                   # a crop too small for both: half interior
+    crop_h = min(height, side)
+    crop_w = min(width, max(side, pixels // (count * crop_h)))
+    number = int(max(1, min(count, pixels // (crop_h * crop_w))))
+    rows = 1 if crop_h == height else int(min(number, max(1, round(
+        (number * height / float(width)) ** 0.5))))
+    cols = 1 if crop_w == width else max(1, number // rows)
+    if crop_w == width:
+        rows = number
+
+    def starts(length, crop, cells):
+        return [min(length - crop, max(0, int(round((k + 0.5) * length / cells - crop / 2.0))))
+                for k in range(cells)]
+
+    crops = [(y, y + crop_h, x, x + crop_w) for y in starts(height, crop_h, rows)
+             for x in starts(width, crop_w, cols)]
+    top = 0 if crop_h == height else halo
+    left = 0 if crop_w == width else halo
+    return crops, [top, left, crop_h - 2 * top, crop_w - 2 * left]
+
+
+def sample_fraction(height, width, pixels, halo=None):
+    """The share of the image that the interiors of ``sample_crops`` cover (1.0: all)."""
+    crops, (_, _, inner_h, inner_w) = sample_crops(
+        height, width, pixels, FAST_STATS_HALO if halo is None else halo)
+    return len(crops) * inner_h * inner_w / float(height * width)
+
+
+def sample_squeezes(session, graph, image, pixels, halo=None):
+    """The K SE means of one image from a pooled sample of crops (``sample_crops``).
+
+    Exact (the whole-image pass's means, up to float rounding) when the image has at most
+    ``pixels`` pixels; otherwise the means of one network run on the sample crops as one
+    image (``PooledSqueeze``): an estimate from a part of the image, consistent through the
+    K SE blocks.
+
+    Args:
+      session, graph: see ``derain_tiled``.
+      image: [H, W, C_in] float32 in [0, 1].
+      pixels: sample size bound (its memory is that of one pass over ``pixels`` pixels).
+      halo: crop halo; None = FAST_STATS_HALO.
+
+    Returns:
+      list of K [1, C] float32 arrays.
+    """
+    halo = FAST_STATS_HALO if halo is None else halo
+    crops, interior = sample_crops(image.shape[0], image.shape[1], pixels, halo)
+    batch = np.stack([image[y0:y1, x0:x1] for y0, y1, x0, x1 in crops])
+    means = session.run(graph.sample_means, {graph.samples: batch, graph.interior: interior})
+    return [np.asarray(m, np.float32) for m in means]
+
+
 def _feed(graph, image, box, halo, squeezes):
     """feed_dict for one tile: its crop, its interior and the squeezes known so far."""
     height, width = image.shape[:2]
@@ -268,7 +402,7 @@ def default_overlap(config=None, mode='exact'):
 
 
 def pass_halos(mode, overlap, point_radii=None, stats_halo=None, config=None,
-               refine_passes=0):
+               refine_passes=0, passes=None):
     """The halo of each pass over the tiles, as ``derain_tiled`` uses them.
 
     Args:
@@ -276,13 +410,17 @@ def pass_halos(mode, overlap, point_radii=None, stats_halo=None, config=None,
       overlap, point_radii: see ``derain_tiled``; stats_halo, refine_passes: see
         ``derain_fast``.
       config: ModelConfig giving K when ``point_radii`` is None (None = the paper's model).
+      passes: fast mode's statistics passes over the tiles (``statistics_passes``); None =
+        1 + refine_passes.
 
     Returns:
-      list of ints, one halo per pass.
+      list of ints, one halo per pass over the tiles (the fast mode's pooled sample run is
+      not a pass over the tiles: ``sample_cost``).
     """
     if mode == 'fast':
         stats_halo = min(overlap, FAST_STATS_HALO) if stats_halo is None else stats_halo
-        return [stats_halo] * (1 + refine_passes) + [overlap]
+        passes = 1 + refine_passes if passes is None else passes
+        return [stats_halo] * passes + [overlap]
     if point_radii is None:
         point_radii = [overlap] * len(se_point_radii(config))
     return [min(overlap, radius) for radius in point_radii] + [overlap]
@@ -311,6 +449,14 @@ def relative_cost(height, width, tile, halos):
     return total / float(height * width)
 
 
+def sample_cost(height, width, sample_pixels, halo=FAST_STATS_HALO):
+    """The pooled sample run of the fast mode in whole-image passes (0 without a sample)."""
+    if sample_pixels is None:
+        return 0.0
+    crops, _ = sample_crops(height, width, sample_pixels, halo)
+    return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in crops) / float(height * width)
+
+
 def _tile_runs(session, graph, fetch, image, boxes, halo, squeezes, tick):
     """Run ``fetch`` on every tile; yields (box, value) after each run and calls ``tick()``."""
     for box in boxes:
@@ -329,7 +475,7 @@ def _mean_of_sums(parts, height, width):
 
 
 def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='exact',
-                 progress=None, refine_passes=0):
+                 progress=None, refine_passes=0, sample_pixels=None):
     """Derain one image tile by tile, in memory bounded by one (tile + 2 overlap)^2 crop.
 
     ``mode='exact'``: equal to one whole-image pass (< 1e-4) when ``overlap >= R``, at a cost
@@ -347,8 +493,8 @@ def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='e
         The fast mode ignores it.
       mode: 'exact' or 'fast'.
       progress: optional callable ``progress(done, total)``, called after each tile run
-        (``total`` = (K + 1) * tiles in exact mode, 2 * tiles in fast mode).
-      refine_passes: fast mode only, see ``derain_fast`` (0 = two runs per tile).
+        (``total`` = (K + 1) * tiles in exact mode; fast mode: see ``derain_fast``).
+      refine_passes, sample_pixels: fast mode only, see ``derain_fast``.
 
     Returns:
       [H, W, C_in] float32, the derained image (NOT clipped, like the network's output).
@@ -357,7 +503,7 @@ def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='e
         raise ValueError('mode must be one of %s, got %r' % (TILE_MODES, mode))
     if mode == 'fast':
         return derain_fast(session, graph, image, tile, overlap, progress=progress,
-                           refine_passes=refine_passes)
+                           refine_passes=refine_passes, sample_pixels=sample_pixels)
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
     _check_overlap(overlap)
@@ -375,25 +521,38 @@ def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='e
 
 
 def derain_fast(session, graph, image, tile, overlap, stats_halo=None, progress=None,
-                refine_passes=0):
-    """Fast tiled mode: every tile runs twice, approximate SE means for all K points at once.
+                refine_passes=0, sample_pixels=None):
+    """Fast tiled mode: SE means for all K points at once, then one pass over the tiles.
 
-    Pass 1 runs the plain network on each crop (halo ``stats_halo``): every SE block squeezes
-    with that crop's own means. The interior sums of all K SE inputs, added over the tiles
-    and divided by H * W, approximate the K global means. Each optional refinement pass runs
-    every crop again with those K means fed and recomputes the K means from its sums (closer
-    to the exact ones). The last pass runs each crop (halo ``overlap``) with the K means fed
-    and stitches the interiors, as the exact mode's last pass does. Cost: 2 + refine_passes
-    runs per tile; accuracy: docs/tiling.md.
+    Statistics, with ``sample_pixels`` (the default plan's way):
+
+    - the image has at most ``sample_pixels`` pixels (tiles were forced on an image that fits
+      the memory budget): one pooled run on the whole image gives the exact K means
+      (``sample_squeezes``); no statistics pass over the tiles;
+    - else a pooled run on a sample of crops (``sample_crops``, at most ``sample_pixels``)
+      estimates them, and one statistics pass runs every crop (halo ``stats_halo``) with
+      those means fed: the interior sums of all K SE inputs, added over the tiles and
+      divided by H * W, are the means used.
+
+    With ``sample_pixels`` None (the plan's choice when the sample the budget allows would
+    cover less than SAMPLE_MIN_FRACTION of the image, e.g. a 12 MP photo under 4 GB): the
+    statistics pass runs the plain network on each crop, every SE block squeezing that
+    crop's own means.
+
+    Each optional refinement pass runs every crop again with the means fed and recomputes
+    them from its sums. The last pass runs each crop (halo ``overlap``) with the K means fed
+    and stitches the interiors, as the exact mode's last pass does. Accuracy: docs/tiling.md.
 
     Args:
       session, graph, image, tile: see ``derain_tiled``.
       overlap: halo of the last pass in pixels (>= 0; ``default_overlap(config, 'fast')``).
-      stats_halo: halo of pass 1 and refinement passes; None = min(overlap, FAST_STATS_HALO).
-      progress: optional ``progress(done, total)`` after each tile run
-        (total = (2 + refine_passes) * tiles).
-      refine_passes: extra statistics passes (0 = the fast mode; 1 brought the result 9-25 dB
-        closer to the whole-image pass, for one more run per tile; docs/tiling.md).
+      stats_halo: halo of the sample crops and of the statistics passes; None =
+        min(overlap, FAST_STATS_HALO).
+      progress: optional ``progress(done, total)`` after each run (the pooled sample run
+        counts as one; total = sample + (statistics passes + 1) * tiles).
+      refine_passes: extra statistics passes (default 0).
+      sample_pixels: pixels of the pooled sample (its memory is one pass over that many
+        pixels; ``sample_pixels_for_budget``); None = no sample (see above).
 
     Returns:
       [H, W, C_in] float32, the derained image (not clipped).
@@ -406,14 +565,25 @@ def derain_fast(session, graph, image, tile, overlap, stats_halo=None, progress=
     if refine_passes < 0:
         raise ValueError('refine_passes must be >= 0, got %d' % refine_passes)
     boxes = tile_interiors(height, width, tile)
-    tick = _Ticker(progress, (2 + refine_passes) * len(boxes))
+    passes = statistics_passes(height, width, sample_pixels, refine_passes)
+    tick = _Ticker(progress, (sample_pixels is not None) + (passes + 1) * len(boxes))
     fetch, squeezes = graph.local_sums, ()
-    for _ in range(1 + refine_passes):
+    if sample_pixels is not None:
+        squeezes = sample_squeezes(session, graph, image, sample_pixels, stats_halo)
+        fetch = graph.sums
+        tick()
+    for _ in range(passes):
         parts = [part for _, part in _tile_runs(session, graph, fetch, image, boxes,
                                                stats_halo, squeezes, tick)]
         squeezes = [_mean_of_sums(point, height, width) for point in zip(*parts)]
         fetch = graph.sums
     return _stitch(session, graph, image, boxes, overlap, squeezes, tick)
+
+
+def statistics_passes(height, width, sample_pixels, refine_passes=0):
+    """Statistics passes over the tiles of the fast mode (0 when the sample is the image)."""
+    exact = sample_pixels is not None and height * width <= sample_pixels
+    return refine_passes + (0 if exact else 1)
 
 
 def _stitch(session, graph, image, boxes, halo, squeezes, tick):
@@ -467,9 +637,10 @@ BUDGET_FLAG = '--inference_memory_mb'
 # How one image is derained (``plan``):
 #   tiled: bool; tile: interior side (0 when not tiled); mode: 'fast' or 'exact';
 #   overlap: last-pass halo (pixels); tiles: number of tiles (1 when not tiled);
-#   memory_mb: estimated peak of the process; line: one line saying which and why.
+#   memory_mb: estimated peak of the process; line: one line saying which and why;
+#   sample_pixels: the fast mode's pooled statistics sample (``derain_fast``), None otherwise.
 Plan = collections.namedtuple('Plan', ['tiled', 'tile', 'mode', 'overlap', 'tiles', 'memory_mb',
-                                       'line'])
+                                       'line', 'sample_pixels'])
 
 
 def default_budget_mb(available_mb=None):
@@ -512,6 +683,39 @@ def tiled_mb(height, width, tile, halo, config=None):
                   (halo_crop(box, halo, height, width)
                    for box in tile_interiors(height, width, tile)))
     return _fixed_mb(height, width) + pass_mb(largest, config)
+
+
+def sample_pixels_for_budget(budget_mb, height, width, crop_pixels, config=None):
+    """The fast mode's statistics sample: as many pixels as the budget allows.
+
+    At least ``crop_pixels`` (one tile crop, which the plan already needs); the whole image
+    when it fits the budget (the statistics are then exact).
+
+    Returns:
+      int, pixels.
+    """
+    room = (budget_mb - _fixed_mb(height, width)) / pass_mb(1, config)
+    return int(max(room, crop_pixels))
+
+
+def choose_sample(budget_mb, height, width, crop_pixels, config=None,
+                  min_fraction=SAMPLE_MIN_FRACTION):
+    """The fast mode's statistics for an H x W image tiled in crops of ``crop_pixels``.
+
+    Args:
+      budget_mb, height, width, crop_pixels, config: see ``sample_pixels_for_budget``.
+      min_fraction: the least share of the image a sample must cover to be used (default
+        SAMPLE_MIN_FRACTION: the whole image only; lower it to measure partial samples).
+
+    Returns:
+      (sample_pixels, share): the pooled sample ``sample_pixels_for_budget`` and the share of
+      the image its interiors cover (``sample_fraction``); sample_pixels is None when that
+      share is below ``min_fraction`` (the statistics pass then runs each tile with its own
+      means).
+    """
+    sample = sample_pixels_for_budget(budget_mb, height, width, crop_pixels, config)
+    share = sample_fraction(height, width, sample)
+    return (sample if share >= min_fraction else None), share
 
 
 def tile_for_budget(budget_mb, height, width, halo, config=None):
@@ -570,15 +774,31 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
         why = '--tile %d' % tile
     boxes = tile_interiors(height, width, tile)
     memory = tiled_mb(height, width, tile, overlap, config)
+    sample = None
+    if mode == 'fast':
+        crop = (memory - _fixed_mb(height, width)) / pass_mb(1, config)
+        sample, share = choose_sample(budget_mb, height, width, crop, config)
+        if share >= 1.0:
+            why += '; SE statistics from the whole image (exact)'
+        elif sample is not None:
+            why += ('; SE statistics from a sample of %.0f%% of the image, then one pass'
+                    % (100 * share))
+        else:
+            why += ('; SE statistics from a first pass in which each tile uses its own (exact '
+                    'ones need the image within the budget)')
+        if sample is not None:
+            memory = max(memory, _fixed_mb(height, width)
+                         + pass_mb(min(sample, height * width), config))
     line = ('%dx%d: tiled, %s mode, %d tiles of up to %dx%d (~%s): %s'
             % (width, height, mode, len(boxes), boxes[0][3] - boxes[0][2],
                boxes[0][1] - boxes[0][0], _gb(memory), why))
     return Plan(True, tile, mode, overlap, len(boxes), memory,
-                line + _over_budget_note(memory, budget_mb))
+                line + _over_budget_note(memory, budget_mb), sample)
 
 
 def _whole_plan(mode, overlap, memory, line, budget_mb):
-    return Plan(False, 0, mode, overlap, 1, memory, line + _over_budget_note(memory, budget_mb))
+    return Plan(False, 0, mode, overlap, 1, memory, line + _over_budget_note(memory, budget_mb),
+                None)
 
 
 def _over_budget_note(memory, budget_mb):

@@ -15,8 +15,14 @@ image whole and tiled in the same process, in these cases:
   x<scale>   rainy and clean both enlarged ``--scales`` times (bicubic), tiled with the tile that
              the automatic choice uses when an image does not fit the default memory budget
              (``tiling.tile_for_budget``: what ``python main.py --input photo.jpg`` does);
-  x1         the original size tiled with ``--small_tile`` (forced small tiles: the fast
-             mode's statistics pass is least accurate there).
+  x1         the original size tiled with ``--small_tile`` (forced small tiles).
+
+In the fast mode the SE statistics come, as in ``tiling.plan``, from a pooled sample as large
+as the memory budget allows (``--budget_mb``, default 4 GB): the whole image when it fits,
+which makes the forced-tile cases exact in their statistics. ``--budget_mb 2000`` makes a 2x
+image larger than the budget, as photos larger than the budget are; its statistics are then
+each tile's own, or with ``--min_sample_fraction 0.05`` a pooled sample of 10% of the image
+followed by one pass (measured, not the default). ``--stats local`` forces each tile's own.
 
 One row per case and image:
 
@@ -78,13 +84,25 @@ def build_parser():
     parser.add_argument('--max_side', type=int, default=0,
                         help='crop enlarged pairs to at most this many pixels a side (bounds '
                              'the whole-image pass; default 0 = no crop)')
-    parser.add_argument('--mode', choices=['fast', 'exact'], default='fast')
+    parser.add_argument('--mode', choices=tiling.TILE_MODES, default='fast')
     parser.add_argument('--tile_overlap', type=int, default=None,
                         help='last-pass halo (default: tiling.default_overlap for the mode)')
     parser.add_argument('--stats_halo', type=int, default=None,
                         help='fast mode statistics-pass halo (default tiling.FAST_STATS_HALO)')
     parser.add_argument('--refine_passes', type=int, default=0,
                         help='fast mode: extra statistics passes (default 0)')
+    parser.add_argument('--stats', choices=['sample', 'local'], default='sample',
+                        help="fast mode's SE statistics: 'sample' (as tiling.plan chooses: "
+                             'the whole image when it fits --budget_mb, exact; else each tile '
+                             'its own, unless --min_sample_fraction lets a partial pooled sample '
+                             "be used, then one pass) or 'local' (each tile its own, always)")
+    parser.add_argument('--min_sample_fraction', type=float, default=tiling.SAMPLE_MIN_FRACTION,
+                        help='least share of the image a pooled sample must cover to be used '
+                             '(default tiling.SAMPLE_MIN_FRACTION = 1: whole images only; e.g. '
+                             '0.05 measures partial samples)')
+    parser.add_argument('--budget_mb', type=float, default=None,
+                        help='memory budget sizing the automatic tile and the sample (default '
+                             'tiling.DEFAULT_BUDGET_MB)')
     parser.add_argument('--json_out', default=None, help='also write the JSON object here')
     parser.add_argument('--verbose', action='store_true', help="show TensorFlow's messages")
     return parser
@@ -148,8 +166,26 @@ class Measure(object):
         self.config, self.args = config, args
         self.overlap = (tiling.default_overlap(config, args.mode) if args.tile_overlap is None
                         else args.tile_overlap)
-        self.halos = tiling.pass_halos(args.mode, self.overlap, tiling.se_point_radii(config),
-                                       args.stats_halo, config, args.refine_passes)
+        self.budget = tiling.DEFAULT_BUDGET_MB if args.budget_mb is None else args.budget_mb
+
+    def sample_pixels(self, height, width, tile):
+        """The fast mode's pooled sample for this image as ``tiling.plan`` chooses it (None:
+        'local' statistics)."""
+        if self.args.mode != 'fast' or self.args.stats == 'local':
+            return None
+        crop = max((c[1] - c[0]) * (c[3] - c[2]) for c, _ in (
+            tiling.halo_crop(box, self.overlap, height, width)
+            for box in tiling.tile_interiors(height, width, tile)))
+        return tiling.choose_sample(self.budget, height, width, crop, self.config,
+                                    self.args.min_sample_fraction)[0]
+
+    def halos(self, height, width, tile):
+        """The halo of each pass over the tiles (``tiling.pass_halos``)."""
+        passes = tiling.statistics_passes(height, width, self.sample_pixels(height, width, tile),
+                                          self.args.refine_passes)
+        return tiling.pass_halos(self.args.mode, self.overlap, tiling.se_point_radii(self.config),
+                                 self.args.stats_halo, self.config, self.args.refine_passes,
+                                 passes if self.args.mode == 'fast' else None)
 
     def whole(self, rain):
         """(output [H, W, 3] unclipped, seconds) of one whole-image pass."""
@@ -166,7 +202,8 @@ class Measure(object):
             out = tiling.derain_fast(
                 self.session, self.tiled, rain, tile, self.overlap, self.args.stats_halo,
                 progress=lambda done, total: runs.append(done),
-                refine_passes=self.args.refine_passes)
+                refine_passes=self.args.refine_passes,
+                sample_pixels=self.sample_pixels(rain.shape[0], rain.shape[1], tile))
         else:
             out = tiling.derain_tiled(
                 self.session, self.tiled, rain, tile, self.overlap,
@@ -176,8 +213,7 @@ class Measure(object):
 
     def auto_tile(self, height, width):
         """The tile of the automatic choice under the default budget (``DEFAULT_BUDGET_MB``)."""
-        return tiling.tile_for_budget(tiling.DEFAULT_BUDGET_MB, height, width,
-                                           self.overlap, self.config)
+        return tiling.tile_for_budget(self.budget, height, width, self.overlap, self.config)
 
     def row(self, rain, clean, tile):
         """One table row (dict) comparing the tiled run with the whole-image pass."""
@@ -185,12 +221,16 @@ class Measure(object):
         tiled, seconds, runs = self.tiles(rain, tile)
         height, width = rain.shape[:2]
         whole_psnr = metrics.psnr(np.clip(whole, 0, 1), clean)
-        return {'size': '%dx%d' % (width, height), 'tile': tile, 'halos': self.halos,
+        halos, sample = self.halos(height, width, tile), self.sample_pixels(height, width, tile)
+        return {'size': '%dx%d' % (width, height), 'tile': tile, 'halos': halos,
+                'sample_pixels': sample,
                 'tiles': len(tiling.tile_interiors(height, width, tile)),
                 'tile_runs': runs, 'psnr_vs_whole': uncapped_psnr(tiled, whole),
                 'max_abs_diff': float(np.abs(tiled - whole).max()), 'psnr_whole': whole_psnr,
                 'dpsnr_clean': metrics.psnr(np.clip(tiled, 0, 1), clean) - whole_psnr,
-                'cost': tiling.relative_cost(height, width, tile, self.halos),
+                'cost': (tiling.relative_cost(height, width, tile, halos)
+                         + tiling.sample_cost(height, width, sample, self.args.stats_halo
+                                              or tiling.FAST_STATS_HALO)),
                 'time_ratio': seconds / whole_seconds, 'whole_seconds': whole_seconds,
                 'tiled_seconds': seconds}
 
@@ -277,7 +317,9 @@ def main(argv=None):
     summary = summarize(rows)
     print_table(rows, summary)
     result = {'mode': args.mode, 'scales': args.scales, 'small_tile': args.small_tile,
-              'refine_passes': args.refine_passes, 'rows': rows, 'summary': summary}
+              'refine_passes': args.refine_passes, 'stats': args.stats,
+              'budget_mb': args.budget_mb or tiling.DEFAULT_BUDGET_MB, 'rows': rows,
+              'summary': summary}
     if args.json_out:
         with open(args.json_out, 'w') as handle:
             json.dump(result, handle, indent=1, sort_keys=True)

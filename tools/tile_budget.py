@@ -132,27 +132,33 @@ def main(argv=None):
     plan = tiling.plan(height, width, args.budget_mb, config, args.tile or None,
                        overlap=args.tile_overlap)
     tile = plan.tile or max(height, width)
-    halos = tiling.pass_halos('fast', plan.overlap)
+    passes = tiling.statistics_passes(height, width, plan.sample_pixels)
+    halos = tiling.pass_halos('fast', plan.overlap, passes=passes)
     session, tiled = restored_tiles(args.checkpoint, config)
     rss_ready = profiling.peak_rss_mb()
     result = {'size': '%dx%d' % (width, height), 'megapixels': width * height / 1e6,
               'tile': tile, 'halos': halos, 'rss_ready_mb': rss_ready, 'choice': plan.line,
               'estimated_mb': plan.memory_mb, 'tiles': plan.tiles,
-              'cost_whole_passes': tiling.relative_cost(height, width, tile, halos)}
+              'sample_pixels': plan.sample_pixels,
+              'cost_whole_passes': (tiling.relative_cost(height, width, tile, halos)
+                                    + tiling.sample_cost(height, width, plan.sample_pixels))}
     if args.full:
         start = time.perf_counter()
-        tiling.derain_fast(session, tiled, image, tile, plan.overlap)
+        tiling.derain_fast(session, tiled, image, tile, plan.overlap,
+                           sample_pixels=plan.sample_pixels)
         result['seconds'] = time.perf_counter() - start
     else:
         squeezes = [np.zeros([1, config.channels], np.float32)] * len(tiled.squeezes)
-        passes = [time_pass(session, tiled, tiled.local_sums, image, tile, halos[0], (),
-                            args.runs),
-                  time_pass(session, tiled, tiled.output, image, tile, halos[1],
-                            squeezes, args.runs)]
-        result.update({'timed_runs': sum(p[1] for p in passes),
-                       'pass_seconds': [p[0] for p in passes],
-                       'microseconds_per_pixel': [p[2] * 1e6 for p in passes],
-                       'estimated_seconds': sum(p[0] for p in passes)})
+        # A statistics pass costs what the plain network's pass costs (the pooled sample,
+        # at most one budget-sized run, is not timed).
+        timed = [time_pass(session, tiled, tiled.local_sums, image, tile, halos[0], (),
+                           args.runs)] if passes else []
+        timed += [time_pass(session, tiled, tiled.output, image, tile, halos[-1], squeezes,
+                            args.runs)]
+        result.update({'timed_runs': sum(p[1] for p in timed),
+                       'pass_seconds': [p[0] for p in timed],
+                       'microseconds_per_pixel': [p[2] * 1e6 for p in timed],
+                       'estimated_seconds': sum(p[0] for p in timed)})
     result['peak_rss_mb'] = profiling.peak_rss_mb()
     session.close()
     seconds = result.get('seconds', result.get('estimated_seconds'))

@@ -197,12 +197,14 @@ def test_markdown_report(reproduced):
                      markdown)
     val = rows['Rain1400']['ours']
     val_line = [line for line in lines if line.startswith('| Rain1400 | paper |')]
-    assert len(val_line) == 1 and ('2 validation (paper %d) ⚠' % paper.DATASET_SIZES['Rain1400'][1]) in val_line[0]
+    sizes = paper.DATASET_SIZES['Rain1400']
+    assert len(val_line) == 1 and ('2 validation (paper %d) ⚠' % sizes[1]) in val_line[0]
     assert '32.31/0.916' in val_line[0] and '%.2f/%.4f' % (val['psnr'], val['ssim']) in val_line[0]
     assert '**%.2f/%.4f** (validation)' % (val['psnr'], val['ssim']) in markdown
     assert '**Rain1400 on validation pairs**' in markdown and 'Rain1400-val' in markdown
     tiny = [line for line in lines if line.startswith('| Tiny2 |')]
     assert len(tiny) == 2 and all('3 |' in line for line in tiny)
-    assert '| JORDER (CVPR\'17) | 36.11/0.970 | 22.15/0.674 | 22.24/0.776 | 27.55/0.853 | — |' in markdown
+    assert ('| JORDER (CVPR\'17) | 36.11/0.970 | 22.15/0.674 | 22.24/0.776 | 27.55/0.853 | — |'
+            in markdown)
     assert 'no counterpart in the paper' in markdown
     assert '1,254' in markdown and 'RainTrainH' in markdown

@@ -101,9 +101,12 @@ def run(action, verbose=False, args=None):
       int exit code (see the module docstring).
     """
     previous = _on_sigterm(_raise_interrupted)
+    previous_int = _on_signal(signal.SIGINT, _record_sigint)
+    del _SIGINTS[:]
     _tolerate_unencodable(sys.stdout)
     try:
         code = action()
+        raise_pending_interrupt()
         sys.stdout.flush()
         return EXIT_OK if code is None else code
     except SystemExit:
@@ -112,6 +115,7 @@ def run(action, verbose=False, args=None):
         return report(exc, verbose, args)
     finally:
         _on_sigterm(previous)
+        _on_signal(signal.SIGINT, previous_int)
 
 
 def report(exc, verbose=False, args=None, stream=None):
@@ -337,6 +341,35 @@ def _tolerate_unencodable(stream):
 
 def _raise_interrupted(signum, _frame):
     raise Interrupted(signum)
+
+
+# Ctrl-Cs received while ``run`` runs. Some libraries import optional modules under a bare
+# ``except:``, which swallows the KeyboardInterrupt of a Ctrl-C that lands in that import
+# (seen once in the test suite: a Ctrl-C during TensorFlow's import let the run finish);
+# ``raise_pending_interrupt`` raises it again.
+_SIGINTS = []
+
+
+def _record_sigint(signum, _frame):
+    _SIGINTS.append(signum)
+    raise KeyboardInterrupt
+
+
+def raise_pending_interrupt():
+    """Raise KeyboardInterrupt if a Ctrl-C arrived during ``run`` whose exception was lost."""
+    if _SIGINTS:
+        raise KeyboardInterrupt
+
+
+def _on_signal(signum, handler):
+    """Install ``handler`` for ``signum``; returns the previous one (None off the main thread
+    or when ``handler`` is None)."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        return None
 
 
 def _on_sigterm(handler):

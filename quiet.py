@@ -133,6 +133,8 @@ def import_tf(verbose=None):
             tf.get_logger().setLevel('ERROR')
             _absl_errors_only()
         tf.disable_v2_behavior()
+    import errors  # a Ctrl-C swallowed inside TensorFlow's import still stops the run
+    errors.raise_pending_interrupt()
     return tf
 
 

@@ -677,12 +677,17 @@ def whole_image_mb(height, width, config=None):
     return _fixed_mb(height, width) + pass_mb(height * width, config)
 
 
+def largest_crop_pixels(height, width, tile, halo):
+    """Pixels of the largest crop (tile plus halos, cropped at the border) of an H x W image."""
+    return max((cy1 - cy0) * (cx1 - cx0) for (cy0, cy1, cx0, cx1), _ in
+               (halo_crop(box, halo, height, width)
+                for box in tile_interiors(height, width, tile)))
+
+
 def tiled_mb(height, width, tile, halo, config=None):
     """Estimated peak memory (MB) of deraining an H x W image in tiles (largest crop)."""
-    largest = max((cy1 - cy0) * (cx1 - cx0) for (cy0, cy1, cx0, cx1), _ in
-                  (halo_crop(box, halo, height, width)
-                   for box in tile_interiors(height, width, tile)))
-    return _fixed_mb(height, width) + pass_mb(largest, config)
+    return _fixed_mb(height, width) + pass_mb(largest_crop_pixels(height, width, tile, halo),
+                                              config)
 
 
 def sample_pixels_for_budget(budget_mb, height, width, crop_pixels, config=None):
@@ -776,7 +781,7 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
     memory = tiled_mb(height, width, tile, overlap, config)
     sample = None
     if mode == 'fast':
-        crop = (memory - _fixed_mb(height, width)) / pass_mb(1, config)
+        crop = largest_crop_pixels(height, width, tile, overlap)
         sample, share = choose_sample(budget_mb, height, width, crop, config)
         if share >= 1.0:
             why += '; SE statistics from the whole image (exact)'

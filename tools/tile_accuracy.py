@@ -173,9 +173,7 @@ class Measure(object):
         'local' statistics)."""
         if self.args.mode != 'fast' or self.args.stats == 'local':
             return None
-        crop = max((c[1] - c[0]) * (c[3] - c[2]) for c, _ in (
-            tiling.halo_crop(box, self.overlap, height, width)
-            for box in tiling.tile_interiors(height, width, tile)))
+        crop = tiling.largest_crop_pixels(height, width, tile, self.overlap)
         return tiling.choose_sample(self.budget, height, width, crop, self.config,
                                     self.args.min_sample_fraction)[0]
 

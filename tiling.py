@@ -34,7 +34,8 @@ WHOLE image. Tiles with their own means give a visibly different result. Two mod
    the image, as many pixels as the memory budget allows, run as ONE batch whose SE blocks
    squeeze all their interiors together, so the K means come out consistent from the first
    SE block to the last. When the image itself fits the budget (tiles forced with
-   ``--tile``), the sample is the image and the means are exact.
+   ``--tile``), the sample is the image: one run of the plain network on it gives the exact
+   means (and the pooled network is not built).
 2. Otherwise one statistics pass: every tile (halo ``FAST_STATS_HALO``) with the sample's
    means fed; the interior sums of the K SE inputs, added over the tiles, give the means
    used (optional refinement passes repeat this).
@@ -72,9 +73,10 @@ import profiling
 #   local_sums: K tensors [1, channels] float32, the same interior sums from the plain network
 #     run on the crop alone (each SE block squeezes with the crop's own mean; nothing fed).
 #   samples: [N, None, None, C_in] float32 placeholder, N sample crops of one size whose
-#     interiors (the same ``interior`` in each) are squeezed TOGETHER (``PooledSqueeze``).
+#     interiors (the same ``interior`` in each) are squeezed TOGETHER (``PooledSqueeze``);
+#     None unless built with ``pooled=True``.
 #   sample_means: K tensors [1, channels] float32, the SE means of the network run on
-#     ``samples``: every SE block squeezes the mean over all N interiors.
+#     ``samples``: every SE block squeezes the mean over all N interiors (None likewise).
 TiledGraph = collections.namedtuple('TiledGraph', ['images', 'interior', 'squeezes', 'sums',
                                                    'output', 'local_sums', 'samples',
                                                    'sample_means'])
@@ -191,43 +193,51 @@ def _interior(tensor, interior):
     return tf.slice(tensor, begin, size)
 
 
-def build_tiled_graph(config=None, scope='derainNet'):
+def build_tiled_graph(config=None, scope='derainNet', pooled=False):
     """Build the tile graphs in the default graph (reusing ``scope``'s variables if present).
 
-    Three networks share the variables and the ``interior`` placeholder: on ``images``, one
-    with every SE squeeze fed (``squeezes``; ``sums`` and ``output``) and the plain network
-    whose SE blocks squeeze the crop itself (``local_sums``, the first fast mode's
-    statistics); on the batch ``samples``, the pooled network (``sample_means``, the fast
-    mode's statistics). TensorFlow only runs the one that a fetch needs.
+    Networks sharing the variables and the ``interior`` placeholder: on ``images``, one with
+    every SE squeeze fed (``squeezes``; ``sums`` and ``output``) and the plain network whose
+    SE blocks squeeze the crop itself (``local_sums``: the first fast mode's statistics, and
+    run on a whole image the exact means); with ``pooled``, also the pooled network on the
+    batch ``samples`` (``sample_means``, a partial sample's statistics; ~2,500 ops and ~1.5 s
+    more at start-up, so only built when asked for). TensorFlow only runs what a fetch needs.
 
     Args:
       config: ModelConfig (None = the paper's model).
       scope: the network's variable scope (``'derainNet'``, as in checkpoints).
+      pooled: also build the pooled network (partial samples in ``sample_squeezes``).
 
     Returns:
-      TiledGraph; restore the network weights (``model.model_variables()``) before use.
+      TiledGraph (``samples`` and ``sample_means`` None without ``pooled``); restore the
+      network weights (``model.model_variables()``) before use.
     """
     config = config or model.ModelConfig()
     with tf.name_scope('tiled'):
         images = tf.placeholder(tf.float32, [1, None, None, model.IMAGE_CHANNELS], name='tile')
         interior = tf.placeholder(tf.int32, [4], name='interior')
-        samples = tf.placeholder(tf.float32, [None, None, None, model.IMAGE_CHANNELS],
-                                 name='samples')
     fed = maeb.FedSqueeze()
     with slim.arg_scope([maeb.se_block], squeeze_fn=fed):
         output, end_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
                                           direct_dilation=True)
     _, local_points = model.remaen(images, config, scope=scope, reuse=tf.AUTO_REUSE,
                                    direct_dilation=True)
-    pooled = PooledSqueeze(interior)
-    with slim.arg_scope([maeb.se_block], squeeze_fn=pooled):
-        model.remaen(samples, config, scope=scope, reuse=tf.AUTO_REUSE, direct_dilation=True)
+    samples = sample_means = None
+    if pooled:
+        with tf.name_scope('tiled'):
+            samples = tf.placeholder(tf.float32, [None, None, None, model.IMAGE_CHANNELS],
+                                     name='samples')
+        squeeze = PooledSqueeze(interior)
+        with slim.arg_scope([maeb.se_block], squeeze_fn=squeeze):
+            model.remaen(samples, config, scope=scope, reuse=tf.AUTO_REUSE,
+                         direct_dilation=True)
+        sample_means = squeeze.means
     with tf.name_scope('tiled'):
         sums = _interior_sums(end_points, interior)
         local_sums = _interior_sums(local_points, interior)
         output = _interior(output, interior)
     return TiledGraph(images, interior, fed.squeezes, sums, output, local_sums, samples,
-                      pooled.means)
+                      sample_means)
 
 
 def _interior_sums(end_points, interior):
@@ -348,9 +358,10 @@ def sample_squeezes(session, graph, image, pixels, halo=None):
     """The K SE means of one image from a pooled sample of crops (``sample_crops``).
 
     Exact (the whole-image pass's means, up to float rounding) when the image has at most
-    ``pixels`` pixels; otherwise the means of one network run on the sample crops as one
-    image (``PooledSqueeze``): an estimate from a part of the image, consistent through the
-    K SE blocks.
+    ``pixels`` pixels: one run of the plain network on the image, its interior sums divided
+    by H * W); otherwise the means of one run of the pooled network (``build_tiled_graph``
+    with ``pooled=True``) on the sample crops as one image (``PooledSqueeze``): an estimate
+    from a part of the image, consistent through the K SE blocks.
 
     Args:
       session, graph: see ``derain_tiled``.
@@ -362,7 +373,16 @@ def sample_squeezes(session, graph, image, pixels, halo=None):
       list of K [1, C] float32 arrays.
     """
     halo = FAST_STATS_HALO if halo is None else halo
-    crops, interior = sample_crops(image.shape[0], image.shape[1], pixels, halo)
+    height, width = image.shape[:2]
+    crops, interior = sample_crops(height, width, pixels, halo)
+    if len(crops) == 1 and interior == [0, 0, height, width]:
+        # The whole image: the plain network's sums over it (no pooled network needed).
+        sums = session.run(graph.local_sums, {graph.images: image[np.newaxis],
+                                              graph.interior: interior})
+        return [_mean_of_sums([part], height, width) for part in sums]
+    if graph.sample_means is None:
+        raise ValueError('a partial sample (%d of %d pixels) needs the pooled network: '
+                         'build_tiled_graph(..., pooled=True)' % (pixels, height * width))
     batch = np.stack([image[y0:y1, x0:x1] for y0, y1, x0, x1 in crops])
     means = session.run(graph.sample_means, {graph.samples: batch, graph.interior: interior})
     return [np.asarray(m, np.float32) for m in means]

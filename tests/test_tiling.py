@@ -486,8 +486,9 @@ def test_sample_crops_spread_inside_the_image(height, width, pixels, halo):
 
 def test_pooled_sample_means_are_the_means_of_all_interiors(monkeypatch):
     """The pooled run squeezes its crops' interiors together: its first SE mean is the mean of
-    both interiors' first SE inputs (before any squeeze, so independent per crop), and on the
-    whole image all its means are the normal network's."""
+    both interiors' first SE inputs (before any squeeze, so independent per crop); a sample
+    that is the whole image gives the normal network's means, also from a tile graph built
+    without the pooled network, which refuses a partial sample."""
     monkeypatch.setattr(tiling, 'SAMPLE_MIN_INTERIOR', 32)      # two 40x40 crops fit 3,200 px
     config = ModelConfig(stages=2, channels=4, dilations=(1,))
     image = demo_crop(72, 80)
@@ -497,21 +498,28 @@ def test_pooled_sample_means_are_the_means_of_all_interiors(monkeypatch):
         images = tf.placeholder(tf.float32, [1, None, None, 3])
         model.remaen(images, config)
         means = network_means()
-        graph = tiling.build_tiled_graph(config)
+        graph = tiling.build_tiled_graph(config, pooled=True)
         with tf.Session(config=fast_session_config()) as sess:
             sess.run(tf.global_variables_initializer())
             randomize_biases(sess, 3)
             whole_means = sess.run(means, {images: image[np.newaxis]})
-            pooled = tiling.sample_squeezes(sess, graph, image, height * width)
+            pooled = sess.run(graph.sample_means, {graph.samples: image[np.newaxis],
+                                                   graph.interior: [0, 0, height, width]})
             crops, interior = tiling.sample_crops(height, width, 2 * 40 * 40, 4)
             assert len(crops) == 2 and interior == [4, 4, 32, 32]
             sampled = tiling.sample_squeezes(sess, graph, image, 2 * 40 * 40, 4)
             firsts = [sess.run(graph.local_sums[0], {graph.images: image[np.newaxis, y0:y1, x0:x1],
                                                      graph.interior: interior})
                       for y0, y1, x0, x1 in crops]
+            plain = tiling.build_tiled_graph(config)
+            assert plain.samples is None and plain.sample_means is None
+            plain_whole = tiling.sample_squeezes(sess, plain, image, height * width)
+            with pytest.raises(ValueError, match='pooled=True'):
+                tiling.sample_squeezes(sess, plain, image, 2 * 40 * 40, 4)
     assert len(pooled) == len(whole_means) == 24
-    for mine, theirs in zip(pooled, whole_means):
+    for mine, plain_mine, theirs in zip(pooled, plain_whole, whole_means):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(plain_mine, theirs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sampled[0], (firsts[0] + firsts[1]) / (2 * 32 * 32),
                                rtol=1e-5, atol=1e-6)
     assert np.abs(sampled[-1] - pooled[-1]).max() > 1e-4      # a sample is not the image
@@ -530,7 +538,7 @@ def test_fast_mode_with_a_sample(monkeypatch):
         tf.set_random_seed(7)
         images = tf.placeholder(tf.float32, [1, None, None, 3])
         output, _ = model.remaen(images, config)
-        graph = tiling.build_tiled_graph(config)
+        graph = tiling.build_tiled_graph(config, pooled=True)
         with tf.Session(config=fast_session_config()) as sess:
             sess.run(tf.global_variables_initializer())
             randomize_biases(sess, 7)

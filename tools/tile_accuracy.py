@@ -129,8 +129,10 @@ def load_image(data, part, name, scale, max_side=0):
     return image
 
 
-def build_session(prefix, config):
+def build_session(prefix, config, pooled=False):
     """One tf.Graph with the whole-image graph and the tile graphs; weights restored.
+
+    ``pooled``: also the pooled network (``tiling.build_tiled_graph``), for partial samples.
 
     Returns:
       (session, inference graph, tiled graph).
@@ -139,7 +141,7 @@ def build_session(prefix, config):
     graph = tf.Graph()
     with graph.as_default():
         infer = model.build_inference_graph(config)
-        tiled = tiling.build_tiled_graph(config)
+        tiled = tiling.build_tiled_graph(config, pooled=pooled)
         session = tf.Session(graph=graph, config=utils.session_config())
         checkpoints.restore(session, prefix, model.model_variables())
     return session, infer, tiled
@@ -246,7 +248,8 @@ def measure_model(name, args):
     folder = args.checkpoint or checkpoints.shipped_model_folder(name)
     prefix = checkpoints.resolve(folder)
     config = checkpoints.stored_config(os.path.dirname(prefix))
-    session, infer, tiled = build_session(prefix, config)
+    session, infer, tiled = build_session(prefix, config,
+                                          pooled=args.min_sample_fraction < 1)
     measure = Measure(session, infer, tiled, config, args)
     warm = np.full((48, 48, 3), 0.5, np.float32)
     measure.whole(warm)

@@ -20,6 +20,8 @@ import os
 import re
 import shutil
 
+import numpy as np
+
 import lockfile
 import quiet
 import settings
@@ -518,7 +520,8 @@ def export_weights(source, target, config, values, session_config=None):
     """Copy the network weights of prefix ``source`` (no Adam slots, no step) to the folder
     ``target`` (``--export_weights``): ``ReMAEN.{index,data-*}``, ``checkpoint`` and
     ``remaen_settings.json`` (``values`` with ``model`` = ``config``, a ModelConfig), never into
-    a folder holding training checkpoints. Returns (prefix, variables, bytes written)."""
+    a folder holding training checkpoints. ``source`` may also be a list of prefixes: their
+    weights are averaged (``mean_weights``). Returns (prefix, variables, bytes written)."""
     import model  # imports TensorFlow (see the module docstring)
     _check_export_target(target, '--export_weights')
     tf = quiet.import_tf()
@@ -526,10 +529,43 @@ def export_weights(source, target, config, values, session_config=None):
         model.build_inference_graph(config)
         variables = model.model_variables()
         with tf.Session(config=session_config or utils.session_config()) as sess:
-            restore(sess, source, variables)
+            if isinstance(source, str):
+                restore(sess, source, variables)
+            else:
+                for variable, value in zip(variables, mean_weights(source, variables)):
+                    variable.load(value, sess)
             prefix = save_weights(sess, variables, target)
     save_settings(target, dict(values, model=config.to_dict()))
     base = os.path.basename(prefix)
     size = sum(os.path.getsize(os.path.join(target, n)) for n in _names(target)
                if n.startswith(base + '.') or n in (STATE_FILE, SETTINGS_FILE))
     return prefix, len(variables), size
+
+
+def mean_weights(prefixes, variables):
+    """The element-wise mean of each of ``variables`` over the checkpoints ``prefixes``.
+
+    Averaging the weights of checkpoints of one run (Polyak averaging, as BasicSR's EMA
+    models or SWA) smooths the step-to-step noise of a constant learning rate.
+
+    Args:
+      prefixes: non-empty list of checkpoint prefixes, each fitting ``variables``
+        (``check_compatible``; CheckpointError otherwise).
+      variables: tf.Variable list (the network's, ``model.model_variables()``).
+
+    Returns:
+      list of float32 arrays, one per variable, summed in float64.
+    """
+    if not prefixes:
+        raise UsageError('no checkpoints to average')
+    tf = quiet.import_tf()
+    totals = [0.0] * len(variables)
+    for prefix in prefixes:
+        check_compatible(prefix, variables)
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+            for k, variable in enumerate(variables):
+                totals[k] = totals[k] + reader.get_tensor(variable.op.name).astype(np.float64)
+        except Exception as exc:  # DataLossError, NotFoundError... all mean the same
+            raise _corrupt(prefix, _first_line(exc))
+    return [(total / len(prefixes)).astype(np.float32) for total in totals]

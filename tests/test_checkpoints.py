@@ -291,6 +291,36 @@ def test_export_refuses_a_training_folder_and_leaves_it_as_it_was(tmp_path):
         tf.train.load_variable(shipped, 'derainNet/RMG/Conv_1/biases'))
 
 
+def test_export_of_several_checkpoints_writes_the_mean_of_their_weights(tmp_path):
+    """Averaged export: every one of the 138 variables is the mean of the sources' (here the
+    shipped weights and a copy with 1, 2, 3... added per variable), checked against the
+    checkpoint files read back; a source of another network is refused, nothing written."""
+    from model import ModelConfig, build_inference_graph, model_variables
+    shipped = checkpoints.find(checkpoints.shipped_model_folder('light'))
+    with tf.Graph().as_default():
+        build_inference_graph(ModelConfig())
+        variables = model_variables()
+        with tf.Session() as sess:
+            checkpoints.restore(sess, shipped, variables)
+            for k, variable in enumerate(variables):
+                variable.load(sess.run(variable) + (k + 1), sess)
+            shifted = checkpoints.save_weights(sess, variables, str(tmp_path / 'shifted'))
+        names = [v.op.name for v in variables]
+    prefix, count, _ = checkpoints.export_weights([shipped, shifted], str(tmp_path / 'mean'),
+                                                  ModelConfig(), {})
+    assert count == len(names) == 138
+    for k, name in enumerate(names):
+        expected = tf.train.load_variable(shipped, name) + (k + 1) / 2.0
+        np.testing.assert_allclose(tf.train.load_variable(prefix, name), expected,
+                                   rtol=1e-6, atol=1e-6)
+    with pytest.raises(checkpoints.CheckpointError, match='does not fit this model'):
+        checkpoints.export_weights([shipped, shifted], str(tmp_path / 'small'),
+                                   ModelConfig(channels=8), {})
+    assert not os.path.exists(str(tmp_path / 'small' / 'ReMAEN.index'))
+    with pytest.raises(UsageError, match='no checkpoints'):
+        checkpoints.export_weights([], str(tmp_path / 'none'), ModelConfig(), {})
+
+
 # ----------------------------------------------------------------------------- the CLI
 def run_main(args, cwd):
     return subprocess.run([sys.executable, MAIN] + args, cwd=cwd, env=ENV, timeout=600,

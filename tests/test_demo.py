@@ -74,11 +74,16 @@ def test_readme_demo_command_derains(tmp_path):
 
 def test_light_card_records_the_rain100l_campaign():
     """The shipped light model comes from the paper's recipe on RainTrainL (issue 24): its
-    card records the source checkpoint and step, batch 32 of 64x64, the data and the hours."""
+    card records the source checkpoint and step (for a weight average, the newest of the run's
+    checkpoints it lists), batch 32 of 64x64, the data and the hours."""
     card = model_card('light')
     source = card['source'].replace('\\', '/')
     assert source.startswith('checkpoints/ReMAEN_Rain100L_32/ReMAEN-'), source
     assert card['iterations'] == int(source.rsplit('-', 1)[1]) > 0
+    averaged = card.get('averaged_checkpoints') or [card['source']]       # a weight average
+    assert card['source'] in averaged and all(
+        a.replace('\\', '/').startswith('checkpoints/ReMAEN_Rain100L_32/ReMAEN-') and
+        0 < int(a.rsplit('-', 1)[1]) <= card['iterations'] for a in averaged)
     assert (card['batch_size'], card['patch_size']) == (32, 64)
     assert 'RainTrainL' in card['training_data'] and card['wall_hours'] > 0
     assert card['demo_set'] == 'Demo' and card['variables'] == 138

@@ -4,6 +4,10 @@
         --training_data "RainTrainL (200 pairs); the paper's recipe" --wall_hours 5.9 \
         --photo data/real/1.jpg
 
+Several checkpoints of one run (e.g. ``snap/ReMAEN-4100 ... snap/ReMAEN-5000``) ship the mean
+of their weights (``checkpoints.mean_weights``); the card lists them and its ``source`` and
+``iterations`` are the newest one's.
+
 Writes ``checkpoints/ReMAEN_<name>/``: the weights only (``--export_weights``), its
 ``remaen_settings.json`` and ``model_card.json`` (training facts and the demo-set means in
 both protocols, measured here by ``inference.derain_pairs``; tests/test_demo.py checks that
@@ -23,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import checkpoints  # noqa: E402
 import dataloader  # noqa: E402
+import errors  # noqa: E402
 import inference  # noqa: E402
 import main as cli  # noqa: E402
 import profiling  # noqa: E402
@@ -34,7 +39,13 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='tools/ship_model.py', description=__doc__.split(
         '\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('name', choices=['light', 'heavy'], help='shipped model name')
-    parser.add_argument('checkpoint', help='training checkpoint folder or prefix')
+    parser.add_argument('checkpoint', nargs='+',
+                        help='training checkpoint folder or prefix; several: their weights '
+                             'are averaged (checkpoints of one run, e.g. its last ten)')
+    parser.add_argument('--source_folder', default=None,
+                        help='the training folder the checkpoints come from, for the card, when '
+                             'they were copied aside (e.g. before --keep_checkpoints rotated '
+                             'them out); default: where they are')
     parser.add_argument('--demo', required=True,
                         help='demo set under data/test (Demo or DemoHeavy)')
     parser.add_argument('--training_data', required=True, help='text for the card')
@@ -69,18 +80,48 @@ def photo_strip(derainer, photo, name, width):
     return path
 
 
+def _source(prefix, folder=None):
+    """How the card names a checkpoint: relative to the project, in ``folder`` if given."""
+    if folder is not None:
+        prefix = os.path.join(folder, os.path.basename(prefix))
+    return os.path.relpath(os.path.abspath(prefix), ROOT)
+
+
+def average(prefixes, target, names):
+    """Export the mean of the weights of ``prefixes`` (one run's checkpoints) to ``target``;
+    its settings list them as ``names``."""
+    folder = os.path.dirname(prefixes[0])
+    config = checkpoints.stored_config(folder)
+    for prefix in prefixes:
+        checkpoints.check_settings(os.path.dirname(prefix), config)
+    values = dict(checkpoints.load_settings(folder) or {},
+                  averaged_checkpoints=names)
+    _, count, size = checkpoints.export_weights(prefixes, target, config, values)
+    print('Exported the mean of %d checkpoints (%d variables) to %s (%.1f MB)'
+          % (len(prefixes), count, target, size / 1e6))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet.setup()
     quiet.import_tf()
     target = checkpoints.shipped_model_folder(args.name)
-    prefix = checkpoints.find(args.checkpoint)
-    if prefix is None:
-        print('error: no checkpoint at %s' % args.checkpoint, file=sys.stderr)
-        return 2
-    code = cli.main(['--export_weights', target, '--checkpoint', prefix])
-    if code:
-        return code
+    prefixes = [checkpoints.find(where) for where in args.checkpoint]
+    for where, prefix in zip(args.checkpoint, prefixes):
+        if prefix is None:
+            print('error: no checkpoint at %s' % where, file=sys.stderr)
+            return 2
+    steps = [checkpoints.stored_step(prefix) or 0 for prefix in prefixes]
+    prefix = prefixes[steps.index(max(steps))]                  # the newest one
+    names = [_source(p, args.source_folder) for p in prefixes]
+    if len(prefixes) == 1:
+        code = cli.main(['--export_weights', target, '--checkpoint', prefix])
+        if code:
+            return code
+    else:
+        code = errors.run(lambda: average(prefixes, target, names))
+        if code:
+            return code
     stored = checkpoints.load_settings(target) or {}
     step = checkpoints.stored_step(prefix)
     pairs, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', args.demo),
@@ -95,7 +136,8 @@ def main(argv=None):
         derainer.close()
     mean = results['mean']
     card = {
-        'name': args.name, 'variables': 138, 'source': os.path.relpath(prefix, ROOT),
+        'name': args.name, 'variables': 138, 'source': _source(prefix, args.source_folder),
+        'averaged_checkpoints': names if len(prefixes) > 1 else None,
         'iterations': step, 'batch_size': stored.get('batch_size'),
         'patch_size': stored.get('patch_size'), 'training_data': args.training_data,
         'initialised_from': args.initialised_from, 'wall_hours': args.wall_hours,

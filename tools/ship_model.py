@@ -114,14 +114,10 @@ def main(argv=None):
     steps = [checkpoints.stored_step(prefix) or 0 for prefix in prefixes]
     prefix = prefixes[steps.index(max(steps))]                  # the newest one
     names = [_source(p, args.source_folder) for p in prefixes]
-    if len(prefixes) == 1:
-        code = cli.main(['--export_weights', target, '--checkpoint', prefix])
-        if code:
-            return code
-    else:
-        code = errors.run(lambda: average(prefixes, target, names))
-        if code:
-            return code
+    code = (cli.main(['--export_weights', target, '--checkpoint', prefix]) if len(prefixes) == 1
+            else errors.run(lambda: average(prefixes, target, names)))
+    if code:
+        return code
     stored = checkpoints.load_settings(target) or {}
     step = checkpoints.stored_step(prefix)
     pairs, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', args.demo),

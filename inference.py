@@ -214,6 +214,13 @@ def _output_name(name, taken):
     return unique
 
 
+def output_names(pairs):
+    """The output name of every pair, in order, as ``derain_pairs`` names them (results.json
+    ``name``, ``<name>.png``): the pair names as valid UTF-8, made unique in the list."""
+    taken = set()
+    return [_output_name(pair.name, taken) for pair in pairs]
+
+
 def _safe_output_path(out_dir, name, pair):
     path = os.path.join(out_dir, name + '.png')
     inputs = {os.path.realpath(p) for p in (pair.rain_path, pair.clean_path) if p}
@@ -349,7 +356,7 @@ def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True, visuals=True, 
     """
     make_output_dir(out_dir)
     measure = Measurer()
-    rows, names = [], set()
+    rows = []
 
     def results():
         return {'images': rows, 'mean': _means(rows), 'checkpoint': derainer.prefix,
@@ -358,9 +365,8 @@ def derain_pairs(derainer, pairs, out_dir, dataset, verbose=True, visuals=True, 
     write_results(results(), out_dir)  # the folder is this source's from now on
     try:
         with Progress(len(pairs), 'derain', unit='img', enabled=verbose) as bar:
-            for pair in pairs:
-                rows.append(_derain_pair(derainer, pair, out_dir, _output_name(pair.name, names),
-                                         measure, visuals))
+            for pair, name in zip(pairs, output_names(pairs)):
+                rows.append(_derain_pair(derainer, pair, out_dir, name, measure, visuals))
                 if verbose:
                     bar.write(_row_line(rows[-1], pair.clean_path is not None))
                 bar.update(1)

@@ -247,6 +247,24 @@ def ssim_y(img1, img2):
     return _ssim(bgr_to_y(img1), bgr_to_y(img2), 255.0)
 
 
+def channel_offset(output, clean):
+    """The global colour offset of ``output``: per channel, the mean of ``output - clean``.
+
+    A network that removes the rain but shifts the whole image's brightness or colour by a
+    constant loses PSNR to that shift alone; ``psnr(output - offset, clean)`` is the PSNR
+    without it (a diagnosis, not a correction: the offset is computed from the ground truth).
+
+    Args:
+      output: [H, W, 3] float array, BGR (e.g. in [0, 1]).
+      clean: same shape as ``output``.
+
+    Returns:
+      float64 array [3], BGR order, in the images' units (multiply by 255 for 8-bit levels).
+    """
+    output, clean = _check_pair(output, clean)
+    return (output - clean).mean(axis=(0, 1))
+
+
 def evaluate(output, clean):
     """All four metrics of one derained image against its clean ground truth.
 

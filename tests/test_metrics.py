@@ -229,7 +229,8 @@ def test_float32_inputs_are_evaluated_in_float64():
 
 # ---- validation -----------------------------------------------------------------------------
 
-ALL_PAIR_FNS = [metrics.psnr, metrics.ssim, metrics.psnr_y, metrics.ssim_y, metrics.evaluate]
+ALL_PAIR_FNS = [metrics.psnr, metrics.ssim, metrics.psnr_y, metrics.ssim_y, metrics.evaluate,
+                metrics.channel_offset]
 
 
 @pytest.mark.parametrize('fn', ALL_PAIR_FNS)
@@ -291,3 +292,19 @@ def test_bad_data_range_raises(data_range):
     for fn in (metrics.psnr, metrics.ssim):
         with pytest.raises(ValueError, match='data_range'):
             fn(a, b, data_range=data_range)
+
+
+def test_channel_offset_is_the_mean_difference_per_channel():
+    a, b = random_pair((37, 53, 3), seed=15)
+    offset = metrics.channel_offset(a, b)
+    assert offset.shape == (3,)
+    for c in range(3):
+        assert offset[c] == pytest.approx(float(np.sum(a[..., c] - b[..., c])) / (37 * 53),
+                                          abs=1e-12)
+    # a pure colour shift: removing the offset restores the image exactly (PSNR capped)
+    shift = np.array([0.02, -0.01, 0.035])
+    shifted = b + shift
+    np.testing.assert_allclose(metrics.channel_offset(shifted, b), shift, atol=1e-12)
+    assert metrics.psnr(shifted - metrics.channel_offset(shifted, b), b) == metrics.PSNR_CAP
+    # removing the offset never lowers PSNR: it is the MSE-minimising constant per channel
+    assert metrics.psnr(a - offset, b) >= metrics.psnr(a, b)

@@ -12,12 +12,15 @@ Writes ``checkpoints/ReMAEN_<name>/``: the weights only (``--export_weights``), 
 ``remaen_settings.json`` and ``model_card.json`` (training facts and the demo-set means in
 both protocols, measured here by ``inference.derain_pairs``; tests/test_demo.py checks that
 the shipped files reproduce them), and with ``--photo`` a small before/after JPEG strip in
-``docs/figures/<name>_<photo>.jpg`` for the README.
+``docs/figures/<name>_<photo>.jpg`` for the README. All of it is made in
+``checkpoints/ReMAEN_<name>.new`` after every input was checked, and replaces the shipped model
+only when complete: a fault leaves the shipped model (weights and card) as it was.
 """
 import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 
 import cv2
@@ -64,20 +67,39 @@ def _cpu():
     return '%s, %d cores' % profiling.machine_description()
 
 
-def photo_strip(derainer, photo, name, width):
-    """rainy | derained of one photo, each panel ``width`` pixels wide, as a JPEG."""
+def photo_strip(derainer, photo, width):
+    """rainy | derained of one photo, each panel ``width`` pixels wide: uint8 [h, 2w+4, 3]."""
     image = dataloader.read_image(photo)
     height = int(round(image.shape[0] * width / image.shape[1]))
     out = derainer(image)
     panels = [cv2.resize(utils.to_uint8(x), (width, height), interpolation=cv2.INTER_AREA)
               for x in (image, out)]
-    strip = np.concatenate([panels[0], np.full((height, 4, 3), 255, np.uint8), panels[1]], 1)
-    folder = os.path.join(ROOT, 'docs', 'figures')
-    os.makedirs(folder, exist_ok=True)
+    return np.concatenate([panels[0], np.full((height, 4, 3), 255, np.uint8), panels[1]], 1)
+
+
+def strip_path(photo, name):
+    """Where the strip of ``photo`` goes: ``docs/figures/<name>_<photo stem>.jpg``."""
     stem = os.path.splitext(os.path.basename(photo))[0]
-    path = os.path.join(folder, '%s_%s.jpg' % (name, stem))
+    return os.path.join(ROOT, 'docs', 'figures', '%s_%s.jpg' % (name, stem))
+
+
+def write_strip(strip, photo, name):
+    """Save a photo strip at ``strip_path``; returns the path."""
+    path = strip_path(photo, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     cv2.imwrite(path, strip, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return path
+
+
+def replace_folder(new, target):
+    """Put the folder ``new`` in place of ``target`` (two renames: the old model stays whole
+    until the new one is complete; ``target``.old holds it between the renames)."""
+    old = target + '.old'
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(target):
+        os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _source(prefix, folder=None):
@@ -101,53 +123,85 @@ def average(prefixes, target, names):
           % (len(prefixes), count, target, size / 1e6))
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    quiet.setup()
-    quiet.import_tf()
+def ship(args):
+    """Check every input, then export, measure and write the card in ``<target>.new`` and put
+    it in place of the shipped model only when all of it succeeded: a fault (a missing demo
+    set, an unreadable photo, a full disk) leaves the shipped model as it was."""
     target = checkpoints.shipped_model_folder(args.name)
-    prefixes = [checkpoints.find(where) for where in args.checkpoint]
-    for where, prefix in zip(args.checkpoint, prefixes):
+    prefixes = []
+    for where in args.checkpoint:
+        prefix = checkpoints.find(where)
         if prefix is None:
-            print('error: no checkpoint at %s' % where, file=sys.stderr)
-            return 2
+            raise errors.UsageError('no checkpoint at %s: give a training checkpoint folder or '
+                                    'prefix' % where)
+        prefixes.append(prefix)
+    pairs, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', args.demo),
+                                     verbose=False)
+    if args.photo and not os.path.isfile(args.photo):
+        raise errors.UsageError('--photo %s is not a file: give a rainy photo for the strip, '
+                                'or leave --photo out' % args.photo)
+    if args.photo:
+        dataloader.read_image(args.photo)             # readable, before anything is written
     steps = [checkpoints.stored_step(prefix) or 0 for prefix in prefixes]
     prefix = prefixes[steps.index(max(steps))]                  # the newest one
     names = [_source(p, args.source_folder) for p in prefixes]
-    code = (cli.main(['--export_weights', target, '--checkpoint', prefix]) if len(prefixes) == 1
-            else errors.run(lambda: average(prefixes, target, names)))
-    if code:
-        return code
-    stored = checkpoints.load_settings(target) or {}
-    step = checkpoints.stored_step(prefix)
-    pairs, _ = dataloader.find_pairs(os.path.join(ROOT, 'data', 'test', args.demo),
-                                     verbose=False)
-    derainer = inference.Derainer(checkpoints.find(target), checkpoints.stored_config(target))
+    staging = target + '.new'
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if len(prefixes) == 1:
+            code = cli.main(['--export_weights', staging, '--checkpoint', prefix])
+            if code:
+                return code
+        else:
+            average(prefixes, staging, names)
+        card, strip = measure(args, staging, pairs, prefix, names)
+        with open(os.path.join(staging, 'model_card.json'), 'w') as handle:
+            json.dump(card, handle, indent=2)
+        replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if strip is not None:
+        write_strip(strip, args.photo, args.name)
+    print('Shipped %s to %s: %s iterations, demo %.2f dB / %.4f (input %.2f dB)'
+          % (args.name, os.path.relpath(target, ROOT), card['iterations'] or 'unknown',
+             card['demo']['psnr'], card['demo']['ssim'], card['demo']['input']['psnr']))
+    return 0
+
+
+def measure(args, folder, pairs, prefix, names):
+    """The card of the model exported to ``folder`` (its demo-set means measured here) and
+    the photo strip (None without ``--photo``)."""
+    stored = checkpoints.load_settings(folder) or {}
+    derainer = inference.Derainer(checkpoints.find(folder), checkpoints.stored_config(folder))
     try:
         results = inference.derain_pairs(derainer, pairs, os.path.join(
             ROOT, 'results', 'ship_' + args.name), args.demo)
-        strip = (photo_strip(derainer, args.photo, args.name, args.photo_width)
-                 if args.photo else None)
+        strip = photo_strip(derainer, args.photo, args.photo_width) if args.photo else None
     finally:
         derainer.close()
     mean = results['mean']
     card = {
         'name': args.name, 'variables': 138, 'source': _source(prefix, args.source_folder),
-        'averaged_checkpoints': names if len(prefixes) > 1 else None,
-        'iterations': step, 'batch_size': stored.get('batch_size'),
+        'averaged_checkpoints': names if len(names) > 1 else None,
+        'iterations': checkpoints.stored_step(prefix), 'batch_size': stored.get('batch_size'),
         'patch_size': stored.get('patch_size'), 'training_data': args.training_data,
         'initialised_from': args.initialised_from, 'wall_hours': args.wall_hours,
         'cpu': _cpu(), 'date': datetime.date.today().isoformat(),
         'demo_set': args.demo, 'demo': {k: mean[k] for k in inference.METRIC_KEYS},
-        'photo_strip': os.path.relpath(strip, ROOT) if strip else None,
+        'photo_strip': (os.path.relpath(strip_path(args.photo, args.name), ROOT)
+                        if args.photo else None),
     }
     card['demo']['input'] = mean['input']
     card['demo']['stages'] = mean['stages']
-    with open(os.path.join(target, 'model_card.json'), 'w') as handle:
-        json.dump(card, handle, indent=2)
-    print('Shipped %s: %d iterations, demo %.2f dB / %.4f (input %.2f dB)'
-          % (args.name, step, mean['psnr'], mean['ssim'], mean['input']['psnr']))
-    return 0
+    return card, strip
+
+
+def main(argv=None):
+    """Parse, ship; returns the exit code (faults: one ``error:`` line, nothing replaced)."""
+    args = build_parser().parse_args(argv)
+    quiet.setup()
+    quiet.import_tf()
+    return errors.run(lambda: ship(args))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,83 @@
+"""Tests of tools/ship_model.py: the shipped model is replaced only by a complete new one.
+
+The shipped folder is redirected to a temporary one (``checkpoints.shipped_model_folder``);
+the source is the shipped heavy model. The demo measurement itself is tests/test_demo.py's.
+"""
+import errno
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, 'tools'))
+
+import checkpoints  # noqa: E402
+import inference  # noqa: E402
+import ship_model  # noqa: E402
+
+SOURCE = os.path.join(ROOT, 'checkpoints', 'ReMAEN_heavy')
+FLAGS = ['--training_data', 'test', '--wall_hours', '1.5']
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A stand-in shipped folder holding an old model (two files); returns (folder, bytes)."""
+    folder = tmp_path / 'ReMAEN_light'
+    folder.mkdir()
+    (folder / 'model_card.json').write_text('{"name": "old"}')
+    (folder / 'ReMAEN.index').write_bytes(b'old weights')
+    monkeypatch.setattr(checkpoints, 'shipped_model_folder', lambda name: str(folder))
+    return folder, {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize('bad', [['/no/such/checkpoint', '--demo', 'Demo'],
+                                 [SOURCE, '--demo', 'NoSuchDemo'],
+                                 [SOURCE, '--demo', 'Demo', '--photo', '/no/photo.jpg']])
+def test_bad_input_is_one_error_line_and_replaces_nothing(bad, shipped, capsys):
+    folder, before = shipped
+    assert ship_model.main(['light'] + bad + FLAGS) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ')
+    assert contents(folder) == before
+    assert sorted(os.listdir(folder.parent)) == ['ReMAEN_light']
+
+
+def test_fault_while_measuring_keeps_the_old_model(shipped, monkeypatch, capsys):
+    folder, before = shipped
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device', str(folder))
+    monkeypatch.setattr(inference, 'derain_pairs', full_disk)
+    assert ship_model.main(['light', SOURCE, '--demo', 'Demo'] + FLAGS) == 2
+    assert capsys.readouterr().err.startswith('error: ')
+    assert contents(folder) == before
+    assert sorted(os.listdir(folder.parent)) == ['ReMAEN_light']      # no .new left
+
+
+def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, monkeypatch):
+    folder, _ = shipped
+    mean = {k: 30.0 + i for i, k in enumerate(inference.METRIC_KEYS)}
+    fake = {'mean': dict(mean, input=dict(mean), stages=[dict(mean)])}
+    monkeypatch.setattr(inference, 'derain_pairs', lambda *args, **kwargs: fake)
+    assert ship_model.main(['light', SOURCE, '--demo', 'Demo'] + FLAGS) == 0
+    assert sorted(os.listdir(folder.parent)) == ['ReMAEN_light']
+    assert 'old weights' not in str(contents(folder).get('ReMAEN.index'))
+    card = json.loads((folder / 'model_card.json').read_text())
+    assert card['name'] == 'light' and card['wall_hours'] == 1.5
+    assert card['demo']['psnr'] == mean['psnr'] and card['demo_set'] == 'Demo'
+    assert card['source'] == os.path.relpath(checkpoints.find(SOURCE), ROOT)
+    exported = tf.train.load_checkpoint(checkpoints.find(str(folder)))
+    original = tf.train.load_checkpoint(checkpoints.find(SOURCE))
+    names = sorted(exported.get_variable_to_shape_map())
+    assert len(names) == 138 and names == sorted(original.get_variable_to_shape_map())
+    for name in names:
+        np.testing.assert_array_equal(exported.get_tensor(name), original.get_tensor(name))

@@ -1,6 +1,7 @@
 """Tiled inference: the SE hook, the receptive field, exact tiled == whole-image pass, and the
 fast mode (two runs per tile) close to it."""
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -563,3 +564,18 @@ def test_fast_mode_with_a_sample(monkeypatch):
     assert tiling.statistics_passes(height, width, None, refine_passes=1) == 2
     assert tiling.sample_cost(height, width, height * width) == 1.0
     assert tiling.sample_cost(height, width, None) == 0.0
+
+
+def test_tile_budget_bad_input_is_one_error_line(capsys):
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    import tile_budget
+    assert tile_budget.image_size('4000X3000') == (4000, 3000)
+    for size in ('10x', '0x5', 'big'):
+        with pytest.raises(SystemExit) as stop:
+            tile_budget.main(['--size', size])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+            'tools/tile_budget.py: error: argument --size')
+    assert tile_budget.main(['--image', '/no/such/photo.jpg', '--size', '64x48']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and '/no/such/photo.jpg' in err[0]

@@ -33,18 +33,33 @@ sys.path.insert(0, ROOT)
 import quiet  # noqa: E402
 quiet.setup('--verbose' in sys.argv[1:])  # before TensorFlow is imported (by model, tiling)
 import checkpoints  # noqa: E402
+import errors  # noqa: E402
+import images  # noqa: E402
 import model  # noqa: E402
 import profiling  # noqa: E402
 import tiling  # noqa: E402
 import utils  # noqa: E402
 
 
+def image_size(text):
+    """argparse type of --size: 'WIDTHxHEIGHT' -> (width, height), both positive."""
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not WIDTHxHEIGHT, e.g. 4000x3000' % text)
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError('%r: both sides must be positive' % text)
+    return width, height
+
+
 def build_parser():
     """Command-line flags (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='tools/tile_budget.py',
+                                     description=__doc__.split('\n')[0])
     parser.add_argument('--image', default=os.path.join(ROOT, 'data', 'real', '1.jpg'),
                         help='photo to enlarge (default data/real/1.jpg)')
-    parser.add_argument('--size', default='4000x3000', help='WIDTHxHEIGHT (default 12 MP)')
+    parser.add_argument('--size', type=image_size, default='4000x3000',
+                        help='WIDTHxHEIGHT (default 12 MP)')
     parser.add_argument('--checkpoint', default=os.path.join(ROOT, 'checkpoints',
                                                              'ReMAEN_light'))
     parser.add_argument('--tile', type=int, default=0,
@@ -105,11 +120,8 @@ def time_pass(session, tiled, fetch, image, tile, halo, squeezes, max_shapes=0):
 
 def load_photo(path, width, height):
     """The photo at ``path`` enlarged (bicubic) to width x height: [H, W, 3] float32 in [0, 1]."""
-    photo = cv2.imread(path)
-    if photo is None:
-        raise SystemExit('cannot read %s' % path)
-    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC).astype(
-        np.float32) / 255.0
+    photo = images.read_image(path)
+    return np.clip(cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
 def restored_tiles(checkpoint, config):
@@ -124,9 +136,14 @@ def restored_tiles(checkpoint, config):
 
 
 def main(argv=None):
-    """Measure and print; returns 0."""
+    """Measure and print; returns the exit code (faults: one ``error:`` line)."""
     args = build_parser().parse_args(argv)
-    width, height = (int(v) for v in args.size.lower().split('x'))
+    return errors.run(lambda: run(args), verbose=args.verbose)
+
+
+def run(args):
+    """Measure and print; returns 0."""
+    width, height = args.size
     image = load_photo(args.image, width, height)
     config = model.ModelConfig()
     plan = tiling.plan(height, width, args.budget_mb, config, args.tile or None,

@@ -80,8 +80,11 @@ class TrainBatcher(object):
     in memory (in their stored dtype) when the set fits ``memory_budget_mb``. Otherwise images
     are read from disk when a crop needs them (decoded in parallel threads; as many as fit the
     budget are kept after their first use). With ``seed`` given the batch sequence is
-    deterministic and identical in both modes: per batch the worker draws the B pair indices,
-    then B x 3 uniform numbers (row, column, flip; see ``crop_at``).
+    deterministic and identical in both modes: batch k (counted from 0 over the whole run)
+    draws from its own generator ``numpy.random.default_rng([seed, k])`` the B pair indices,
+    then B x 3 uniform numbers (row, column, flip; see ``crop_at``). A batcher started at
+    ``start=k`` (a training run resumed at iteration k) therefore serves exactly the batches
+    k, k+1, ... of an uninterrupted run, instead of the first batches again.
 
     Attributes:
       wait_seconds: total time next_batch spent blocked waiting for the worker.
@@ -91,7 +94,8 @@ class TrainBatcher(object):
     """
 
     def __init__(self, pairs, patch_size, batch_size, flip=False, seed=None,
-                 memory_budget_mb=2048, prefetch=8, verbose=True, decode_threads=None):
+                 memory_budget_mb=2048, prefetch=8, verbose=True, decode_threads=None,
+                 start=0):
         """Validate and (when it fits) decode the training set, then start the worker.
 
         Args:
@@ -105,6 +109,8 @@ class TrainBatcher(object):
           prefetch: number of ready batches the queue holds.
           verbose: print the mode and show a progress bar while decoding.
           decode_threads: threads decoding images (default min(8, CPU count)).
+          start: index of the first batch served (the iteration a resumed run starts at);
+            with a ``seed``, batch k is the same whatever ``start`` the batcher began at.
 
         Raises:
           DataError: no pairs, pairs without ground truth, unreadable images, size mismatches,
@@ -112,6 +118,8 @@ class TrainBatcher(object):
         """
         if patch_size < 1 or batch_size < 1 or prefetch < 1:
             raise ValueError('patch_size, batch_size and prefetch must be >= 1')
+        if start < 0:
+            raise ValueError('start must be >= 0, got %r' % (start,))
         self.pairs = list(pairs)
         if not self.pairs:
             raise DataError('no training pairs were given; check the training folder')
@@ -123,6 +131,7 @@ class TrainBatcher(object):
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
         self.seed = seed
+        self.start = int(start)
         self.wait_seconds = 0.0
         self.batches_served = 0
         self.nbytes = 0
@@ -265,10 +274,23 @@ class TrainBatcher(object):
             except queue.Full:
                 continue
 
+    def _generators(self):
+        """The generator of each batch from ``start`` on: ``default_rng([seed, k])`` for batch
+        k when seeded, else one unseeded generator for all."""
+        if self.seed is None:
+            rng = np.random.default_rng()
+            while True:
+                yield rng
+        index = self.start
+        while True:
+            yield np.random.default_rng([int(self.seed), index])
+            index += 1
+
     def _run(self):
-        rng = np.random.default_rng(self.seed)  # owned by this thread only
         try:
-            while not self._stop.is_set():
+            for rng in self._generators():  # owned by this thread only
+                if self._stop.is_set():
+                    break
                 self._put(self._make_batch(rng))
         except BaseException as exc:  # handed to the consumer, re-raised in next_batch
             self._put(_Failure(exc))

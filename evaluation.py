@@ -40,6 +40,27 @@ def read_curve(path):
                  for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def truncate_curve(path, step):
+    """Drop the rows of a curve.csv after ``step`` (a rolled-back run's evaluations).
+
+    Written to a temporary file and renamed, so an interruption leaves the old file. Returns
+    the number of rows dropped."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, newline='') as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return 0
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        tmp = path + '.tmp'
+        with open(tmp, 'w', newline='') as handle:
+            csv.writer(handle).writerows(kept)
+        os.replace(tmp, path)
+    return dropped
+
+
 def evaluate_stages(session, infer, pairs):
     """Derain ``pairs`` and average every stage's metrics over them.
 

@@ -130,6 +130,16 @@ class Progress(object):
             elif self.clock() - self.last_line >= self.every_seconds:
                 self._print_line()
 
+    def rewind(self, n):
+        """Take back ``n`` units (a training run rolled back to an earlier iteration); the rate
+        still counts the time spent on them."""
+        self.n -= n
+        self.initial -= n
+        if self._bar is not None:
+            self._bar.n -= n
+            self._bar.initial -= n
+            self._bar.refresh()
+
     def write(self, line):
         """Print one line of text (e.g. a per-image result) without breaking the bar."""
         if line is None:

@@ -129,8 +129,8 @@ def build_parser():
     opt.add_argument('--flip', type=str2bool, default=False,
                      help='random horizontal flips of training crops (default False: paper)')
     opt.add_argument('--seed', type=nonnegative_int, default=None,
-                     help='random seed for weights and crops, 0 to 2^31-1 (default: not '
-                          'fixed)')
+                     help='random seed for weights and crops, 0 to 2^31-1; a resumed run '
+                          'continues the crop sequence where it stopped (default: not fixed)')
 
     net = parser.add_argument_group('network (paper defaults; other values are ablations)')
     net.add_argument('--channel_dim', type=positive_int, default=32,
@@ -201,6 +201,12 @@ def build_parser():
                           'and on Ctrl-C/SIGTERM)')
     run.add_argument('--keep_checkpoints', type=positive_int, default=5,
                      help='how many recent checkpoints to keep (default 5)')
+    run.add_argument('--divergence_factor', type=non_negative_float, default=10.0,
+                     help='divergence guard: when the batch loss stays above F x the median '
+                          'of the recent iterations for 5 iterations, roll back to the newest '
+                          'checkpoint (held back from the spike) and go on with new batches; '
+                          'at most 3 times a run, then stop (docs/training.md). 0 disables '
+                          '(default 10)')
     run.add_argument('--summary_every', type=positive_int, default=100,
                      help='TensorBoard summaries every N iterations (default 100)')
     run.add_argument('--sample_every', type=positive_int, default=1000,

@@ -31,6 +31,7 @@ import audit
 import checkpoints
 import dataloader
 import distributed
+import divergence
 import metrics
 import precision
 import quiet
@@ -39,7 +40,7 @@ import utils
 from dataloader import DataError
 from errors import TrainingError, UsageError
 from evaluation import (CURVE_FILE, read_curve, run_evaluation, scalar_summary,
-                        write_samples)
+                        truncate_curve, write_samples)
 from progress import Progress
 
 # cluster/server: the TF_CONFIG task (distributed.Cluster) and its tf.train.Server, or None.
@@ -322,11 +323,15 @@ class IterationClock(object):
                 % (median, len(self.seconds) - 1, self.other))
 
 
-def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None):
+def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None, guard=None):
     """Train from ``step`` until --iterations or a stop signal. Returns (step, last_saved).
 
-    ``clock`` (an ``IterationClock``) records the time of every iteration."""
+    ``clock`` (an ``IterationClock``) records the time of every iteration; ``guard`` (a
+    ``divergence.DivergenceGuard``, default from ``--divergence_factor``) judges every batch
+    loss: checkpoints are held back while it is high, and a divergence rolls the run back
+    (``rollback``)."""
     clock = clock if clock is not None else IterationClock()
+    guard = guard if guard is not None else divergence.DivergenceGuard(args.divergence_factor)
     net = graph.net
     last_saved = step
     curve = os.path.join(run.log_dir, CURVE_FILE)
@@ -350,6 +355,7 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None
                 % (values['loss'], step + 1, (run.store.last_saved if run.store else None)
                    or 'none'))
         step += 1
+        verdict = guard.observe(values['loss'])
         bar.update(1, loss='%.5f' % values['loss'], psnr='%.2f' % values['psnr'],
                    lr='%.0e' % values['lr'])
         if 'summary' in values:
@@ -357,8 +363,16 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None
             ssim = batch_ssim_summary(values['output'], clean_batch)
             if ssim is not None:
                 writer.add_summary(ssim, step)
+        if verdict == divergence.DIVERGED:
+            step = last_saved = rollback(args, run, graph, session, step, guard, writer, bar)
+            clock.seconds.append(time.perf_counter() - started)
+            continue
         if run.chief and step % args.save_every == 0:
-            last_saved = save_checkpoint(args, run, graph, session, step)
+            if guard.holding:
+                bar.write('note: checkpoint of iteration %d held back: %s'
+                          % (step, guard.describe()))
+            else:
+                last_saved = save_checkpoint(args, run, graph, session, step)
         clock.seconds.append(time.perf_counter() - started)
         if not run.chief:
             continue
@@ -371,6 +385,46 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None
             first_eval = False
         clock.other += time.perf_counter() - started
     return step, last_saved
+
+
+def rollback(args, run, graph, session, step, guard, writer, bar):
+    """Undo a divergence: restore the newest checkpoint, whole state. Returns its step.
+
+    The guard held checkpoints back while the loss was high, so the newest one is from
+    before the spike. Evaluations after it leave ``curve.csv`` and TensorBoard (a session
+    START event at the restored step hides the discarded points); the crop sampler goes on
+    with the next batches. A run of several processes (Horovod, TF_CONFIG), a run with no
+    checkpoint yet, or one past ``MAX_ROLLBACKS`` stops with TrainingError instead.
+    """
+    target = run.store.last_saved if run.store else None
+    single = run.cluster is None and run.hvd is None
+    if not (single and target and guard.can_roll_back):
+        why = ('a run of several processes is not rolled back' if not single
+               else 'no checkpoint to roll back to' if not target
+               else 'already rolled back %d times in this run' % guard.rollbacks)
+        raise TrainingError(
+            'the loss diverged at iteration %d (%s; %s); stopped without saving (last good '
+            'checkpoint: %s); rerun to resume from it, with --precision fp32 if it trained in '
+            'bf16, or a lower --lr' % (step, guard.describe(), why, target or 'none'))
+    if target == run.prefix:
+        # The checkpoint this run resumed from (perhaps without Adam state): restore it as at
+        # the start, Adam's moments re-initialised where it has none.
+        session.run(graph.init)
+        back = graph.restore_fn(session)
+    else:
+        graph.saver.restore(session, target)
+        back = int(session.run(graph.net.global_step))
+    guard.rolled_back()
+    truncate_curve(os.path.join(run.log_dir, CURVE_FILE), back)
+    if writer is not None:
+        tf = quiet.import_tf()
+        writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), back)
+    bar.rewind(step - back)
+    bar.write('warning: the loss diverged at iteration %d (%s): rolled back to %s (iteration '
+              '%d) and going on with new batches (rollback %d of at most %d in a run)'
+              % (step, guard.describe(), os.path.basename(target), back, guard.rollbacks,
+                 guard.max_rollbacks))
+    return back
 
 
 # ----------------------------------------------------------------------------- all steps
@@ -431,7 +485,7 @@ def _train(args, run):
         # bad training set leaves the folder of an earlier run untouched.
         batcher = dataloader.TrainBatcher(run.pairs, args.patch_size, args.batch_size,
                                           flip=args.flip, seed=_replica_seed(args.seed, run),
-                                          memory_budget_mb=args.memory_budget_mb)
+                                          memory_budget_mb=args.memory_budget_mb, start=step)
         writer = None
         if run.chief:
             # train_pairs: the training-set size, reported by reproduce.py (Rain100H caveat).
@@ -442,12 +496,13 @@ def _train(args, run):
             writer = tf.summary.FileWriter(run.log_dir, graph.graph if step == 0 else None)
         started, first_step, last_saved = time.perf_counter(), step, step
         clock = IterationClock()
+        guard = divergence.DivergenceGuard(args.divergence_factor)
         try:
             with StopFlag() as stop, Progress(args.iterations, 'train', unit='it',
                                               initial=step, enabled=run.chief) as bar:
                 try:
                     step, last_saved = loop(args, run, graph, session, step, batcher, writer,
-                                            stop, bar, clock)
+                                            stop, bar, clock, guard)
                 except _released_errors(graph):
                     step, released = int(session.run(graph.net.global_step)), True
                     bar.write('another worker stopped before --iterations: stopping at '
@@ -456,7 +511,11 @@ def _train(args, run):
                     released = False
             early = step < args.iterations and not released
             if run.chief and step != last_saved:
-                last_saved = save_checkpoint(args, run, graph, session, step)
+                if guard.holding:
+                    print('note: the checkpoint of iteration %d is held back (%s); the newest '
+                          'checkpoint is %s' % (step, guard.describe(), run.store.last_saved))
+                else:
+                    last_saved = save_checkpoint(args, run, graph, session, step)
             distributed.dump_variables(session, _global_variables(graph), step,
                                        _replica_name(run))
             elapsed = time.perf_counter() - started
@@ -476,6 +535,9 @@ def _train(args, run):
                                           100.0 * batcher.wait_seconds / max(elapsed, 1e-9)))
             if clock.median() is not None:
                 print('Iteration time: %s' % clock.describe())
+            if guard.rollbacks:
+                print('Divergence guard: %d rollback(s) in this run (see the warnings above)'
+                      % guard.rollbacks)
         finally:
             batcher.close()
             if writer:

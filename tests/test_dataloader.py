@@ -447,6 +447,34 @@ def test_batcher_deterministic_and_lazy_mode_identical(tmp_path):
         np.testing.assert_allclose(rain - clean, 40 / 255.0, atol=1e-6)
 
 
+def test_batcher_resumed_at_k_serves_the_uninterrupted_batches_from_k(tmp_path):
+    # A run resumed at iteration k continues the crop sequence (batch k of seed S drawn from
+    # default_rng([S, k])) instead of serving the first batches of the seed again.
+    pairs = offset_pairs(str(tmp_path))
+    with dl.TrainBatcher(pairs, 8, 4, seed=3, prefetch=1, verbose=False) as whole:
+        uninterrupted = [whole.next_batch() for _ in range(5)]
+    for budget in (2048, 0):  # in memory and read lazily
+        with dl.TrainBatcher(pairs, 8, 4, seed=3, start=2, memory_budget_mb=budget, prefetch=1,
+                             verbose=False) as resumed:
+            got = [resumed.next_batch() for _ in range(3)]
+        for (a, b), (c, d) in zip(uninterrupted[2:], got):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+    assert not np.array_equal(uninterrupted[0][0], uninterrupted[2][0])
+    # Batch 4 recomputed from its generator: pair indices, then (row, column, flip) draws.
+    rng = np.random.default_rng([3, 4])
+    indices = rng.integers(len(pairs), size=4)
+    draws = rng.random((4, 3))
+    for i, (index, (u_row, u_col, _)) in enumerate(zip(indices, draws)):
+        clean = cv2.imread(pairs[index].clean_path).astype(np.float32) / 255.0
+        height, width = clean.shape[:2]
+        top, left = int(u_row * (height - 7)), int(u_col * (width - 7))
+        np.testing.assert_allclose(uninterrupted[4][1][i], clean[top:top + 8, left:left + 8],
+                                   atol=1e-7)
+    with pytest.raises(ValueError, match='start'):
+        dl.TrainBatcher(pairs, 8, 4, seed=3, start=-1, verbose=False)
+
+
 def test_batcher_partial_cache_when_over_budget(tmp_path, capsys):
     pairs = offset_pairs(str(tmp_path))  # 6 images of 546..630 bytes
     budget_mb = 1500 / 2.0 ** 20

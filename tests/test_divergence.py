@@ -1,0 +1,155 @@
+"""The divergence guard: loss judgement, held-back checkpoints, rollback of a real run."""
+import functools
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from conftest import write_pairs
+import dataloader
+import divergence
+import evaluation
+import main
+from progress import Progress
+
+
+# ----------------------------------------------------------------------------- the guard
+def test_guard_judges_against_the_median_of_recent_normal_losses():
+    guard = divergence.DivergenceGuard(factor=4, window=5, min_history=3, patience=3)
+    rng = np.random.default_rng(0)
+    normal = list(0.01 + 0.002 * rng.random(8))
+    # No judgement before min_history normal losses, however large.
+    assert [guard.observe(v) for v in [0.01, 5.0, 0.011]] == ['ok'] * 3
+    assert guard.reference() == pytest.approx(np.median([0.01, 5.0, 0.011]))
+    guard = divergence.DivergenceGuard(factor=4, window=5, min_history=3, patience=3)
+    assert [guard.observe(v) for v in normal] == ['ok'] * 8
+    assert guard.reference() == pytest.approx(np.median(normal[-5:]))  # the last window
+    reference = guard.reference()
+    assert guard.observe(3.9 * reference) == 'ok'        # below factor x reference
+    reference = guard.reference()
+    assert guard.observe(4.1 * reference) == 'high' and guard.holding
+    # A high loss stays out of the history: the reference is the pre-spike one.
+    assert guard.reference() == pytest.approx(reference)
+    assert guard.observe(reference) == 'ok' and not guard.holding   # a lone hard batch
+    spike = [10 * reference, 20 * reference, 30 * reference]
+    assert [guard.observe(v) for v in spike] == ['high', 'high', 'diverged']
+    assert '30x the median' in guard.describe()
+    assert guard.can_roll_back
+    guard.rolled_back()
+    assert guard.rollbacks == 1 and guard.high_run == 0
+    assert guard.reference() == pytest.approx(reference)
+
+
+def test_guard_with_factor_zero_never_judges_and_bad_settings_are_refused():
+    guard = divergence.DivergenceGuard(factor=0, min_history=1, window=1)
+    assert not guard.enabled
+    assert [guard.observe(v) for v in [0.001, 1e6, 1e9, 1e12]] == ['ok'] * 4
+    for kwargs in ({'min_history': 0}, {'window': 2, 'min_history': 3}, {'patience': 0}):
+        with pytest.raises(ValueError):
+            divergence.DivergenceGuard(**kwargs)
+    guard = divergence.DivergenceGuard(max_rollbacks=0)
+    assert not guard.can_roll_back
+
+
+def test_truncate_curve_drops_only_the_rows_after_the_step(tmp_path):
+    path = str(tmp_path / 'logs' / 'curve.csv')
+    means = [{'psnr': 20.0 + s, 'ssim': 0.5, 'psnr_y': 21.0 + s, 'ssim_y': None}
+             for s in range(3)]
+    for step in (0, 250, 500, 750):
+        evaluation.append_curve(path, step, means, 1.5)
+    before = evaluation.read_curve(path)
+    assert evaluation.truncate_curve(path, 500) == 3
+    after = evaluation.read_curve(path)
+    assert after == [row for row in before if row['step'] <= 500]
+    assert evaluation.truncate_curve(path, 500) == 0
+    assert evaluation.truncate_curve(str(tmp_path / 'none.csv'), 0) == 0
+
+
+def test_progress_rewind_keeps_the_rate():
+    now = [0.0]
+    stream = io.StringIO()
+    bar = Progress(100, 'train', stream=stream, tty=False, initial=10, clock=lambda: now[0])
+    now[0] = 8.0
+    bar.update(8)
+    assert bar.seconds_per_unit() == pytest.approx(1.0)
+    bar.rewind(5)
+    assert bar.n == 13 and bar.seconds_per_unit() == pytest.approx(1.0)
+    assert bar.seconds_left() == pytest.approx(87.0)
+
+
+# ----------------------------------------------------------------------------- a real run
+SPIKE = (7, 8, 9)   # iterations trained on corrupted batches
+
+
+class CorruptingBatcher(dataloader.TrainBatcher):
+    """The real batcher, whose batches of iterations SPIKE (counted from 1) get a target that
+    is the rainy crop inverted: a loss tens of times the normal one, as in a divergence."""
+
+    def next_batch(self):
+        rain, clean = super().next_batch()
+        if self.batches_served in SPIKE:
+            clean = 1.0 - rain
+        return rain, clean
+
+
+@pytest.fixture()
+def spiking(tmp_path, monkeypatch):
+    root = str(tmp_path)
+    write_pairs(os.path.join(root, 'train', 'Tiny'), 3, size=(24, 24), seed=0)
+    write_pairs(os.path.join(root, 'test', 'Tiny'), 1, size=(24, 24), seed=1)
+    monkeypatch.setattr(dataloader, 'TrainBatcher', CorruptingBatcher)
+    flags = ['--is_training', 'True', '--train_dataset', 'Tiny', '--test_dataset', 'Tiny',
+             '--batch_size', '1', '--patch_size', '16', '--seed', '0',
+             '--data_path', os.path.join(root, 'train', '{}'),
+             '--test_path', os.path.join(root, 'test', '{}'),
+             '--checkpoint_dir', os.path.join(root, 'ckpt'),
+             '--logs_dir', os.path.join(root, 'logs'),
+             '--sample_dir', os.path.join(root, 'samples'),
+             '--save_every', '4', '--keep_checkpoints', '5', '--eval_every', '3',
+             '--eval_images', '1', '--divergence_factor', '3']
+    return root, flags
+
+
+def guard_with(monkeypatch, **kwargs):
+    monkeypatch.setattr(divergence, 'DivergenceGuard',
+                        functools.partial(divergence.DivergenceGuard, min_history=3, window=10,
+                                          **kwargs))
+
+
+def test_a_spike_holds_the_save_back_and_rolls_the_run_back(spiking, monkeypatch, capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=3)
+    assert main.main(flags + ['--iterations', '12']) == 0
+    out = capsys.readouterr().out
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    # Iterations 7, 8, 9 were high: the save of 8 was held back, 9 rolled back to 4.
+    assert 'note: checkpoint of iteration 8 held back: batch loss' in out
+    assert ('warning: the loss diverged at iteration 9 (batch loss' in out
+            and 'rolled back to ReMAEN-4 (iteration 4)' in out and 'rollback 1 of at most 3'
+            in out)
+    assert 'Divergence guard: 1 rollback(s) in this run' in out
+    prefix = os.path.join(folder, 'ReMAEN-12')
+    assert int(tf.train.load_variable(prefix, 'global_step')) == 12
+    # Adam's state came back with the weights: beta1_power = 0.9 ** (steps taken + 1) counts
+    # 4 restored + 8 after the rollback, not the 9 + 8 steps actually run.
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
+    # The evaluation of 6 (in the discarded stretch) left the curve and was measured again.
+    rows = evaluation.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
+    steps = [r['step'] for r in rows if r['stage'] == 3]
+    assert steps == [0, 3, 6, 9, 12]
+
+
+def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch, capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=2, max_rollbacks=0)
+    assert main.main(flags + ['--iterations', '12']) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in captured.err
+    assert 'the loss diverged at iteration 8' in errors[0]
+    assert 'already rolled back 0 times' in errors[0] and 'ReMAEN-4' in errors[0]
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    assert sorted(os.path.basename(p) for p in os.listdir(folder) if p.endswith('.index')) \
+        == ['ReMAEN-4.index']

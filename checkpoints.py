@@ -436,10 +436,18 @@ class TrainingFolder(object):
     (``resume``: ``newest_readable``, or None); CheckpointError when one of them fails.
     ``save`` writes the next checkpoint; ``close`` releases the lock (and removes the folder
     again when it created it and nothing was written).
+
+    Args:
+      folder: the checkpoint folder.
+      keep: how many of the newest checkpoints the rotation keeps (``--keep_checkpoints``).
+      log: where notes go.
+      keep_every: N > 0 also keeps every checkpoint whose step is a multiple of N: the
+        rotation never removes them (``--keep_every``, e.g. to average weights); 0 = none.
     """
 
-    def __init__(self, folder, keep, log=print):
+    def __init__(self, folder, keep, log=print, keep_every=0):
         self.folder, self.keep, self.log = folder, keep, log
+        self.keep_every = int(keep_every)
         self._created = make_folder(folder)
         self.lock = lockfile.FileLock(os.path.join(folder, LOCK_FILE))
         try:
@@ -457,16 +465,22 @@ class TrainingFolder(object):
     def save(self, session, saver, step):
         """Write ``ReMAEN-<step>`` with ``saver`` (``make_saver``): data and index, then the
         state file; then remove all but the ``keep`` newest checkpoints up to ``step``, earlier
-        runs' included (newer ones, e.g. one skipped as unreadable, stay). Returns its prefix."""
+        runs' included (newer ones, e.g. one skipped as unreadable, stay; so do the steps
+        ``keep_every`` keeps). Returns its prefix."""
         prefix = _save(session, saver, os.path.join(self.folder, '%s-%d' % (PREFIX, step)))
         older = [p for s, p in sorted(steps(self.folder).items(), reverse=True)
                  if s <= step and p != prefix]
         kept, removed = older[:self.keep - 1], older[self.keep - 1:]
         write_state(self.folder, prefix, kept[::-1])
         for old in removed:
-            _remove_checkpoint(old)
+            if not self.kept_for_good(step_of(old)):
+                _remove_checkpoint(old)
         self.last_saved = prefix
         return prefix
+
+    def kept_for_good(self, step):
+        """True for a step ``keep_every`` keeps out of the rotation."""
+        return self.keep_every > 0 and step % self.keep_every == 0
 
     def _take_lock(self):
         try:

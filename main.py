@@ -178,6 +178,10 @@ def run_commands(args):
                          'PATH or --export_weights DIR (see --help)')
     if args.num_gpus > 1 and args.horovod:
         raise UsageError('use either --num_gpus N (one machine) or --horovod True, not both')
+    if args.is_training and args.keep_every and args.keep_every % args.save_every:
+        raise UsageError('--keep_every %d is not a multiple of --save_every %d: checkpoints '
+                         'are only saved at multiples of --save_every; pass a multiple of it'
+                         % (args.keep_every, args.save_every))
     check_outputs(args)
     quiet.setup(verbose=args.verbose)
     inputs = input_pairs(args) if args.input is not None else None

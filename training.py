@@ -150,7 +150,8 @@ def prepare(args):
     # One writer per folder: the chief. Other Horovod ranks read the same checkpoint (rank 0
     # broadcasts it anyway); a TF_CONFIG worker other than the chief never restores: the
     # variables live on the ps.
-    store = checkpoints.TrainingFolder(folder, args.keep_checkpoints) if chief else None
+    store = (checkpoints.TrainingFolder(folder, args.keep_checkpoints,
+                                        keep_every=args.keep_every) if chief else None)
     try:
         prefix = store.resume if store else (
             None if cluster else checkpoints.newest_readable(folder, log=lambda _: None))

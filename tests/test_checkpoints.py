@@ -128,6 +128,24 @@ def test_saves_keep_the_newest_and_write_the_state_file_last(tmp_path):
     store.close()
 
 
+def test_keep_every_keeps_its_multiples_out_of_the_rotation(tmp_path):
+    tiny = Tiny()
+    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=lambda _: None, keep_every=3)
+    for step in range(1, 9):
+        tiny.save(store, step)
+    # The 2 newest, and every multiple of 3 saved on the way.
+    assert sorted(checkpoints.steps(str(tmp_path))) == [3, 6, 7, 8]
+    assert checkpoints.stored_step(str(tmp_path / 'ReMAEN-3')) == 3
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / 'ReMAEN-8')
+    store.close()
+    # A later run without keep_every rotates them like any other.
+    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=lambda _: None)
+    assert store.resume == str(tmp_path / 'ReMAEN-8')
+    tiny.save(store, 9)
+    assert sorted(checkpoints.steps(str(tmp_path))) == [8, 9]
+    store.close()
+
+
 def test_kill_9_in_the_middle_of_a_save_resumes_from_the_previous_one(tmp_path):
     folder = str(tmp_path / 'run')
     script = r'''

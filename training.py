@@ -38,7 +38,7 @@ import quiet
 import settings
 import utils
 from dataloader import DataError
-from errors import TrainingError, UsageError
+from errors import TrainingError, UsageError, reason as errors_reason
 from evaluation import (CURVE_FILE, read_curve, run_evaluation, scalar_summary,
                         truncate_curve, write_samples)
 from progress import Progress
@@ -407,18 +407,23 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
             'the loss diverged at iteration %d (%s; %s); stopped without saving (last good '
             'checkpoint: %s); rerun to resume from it, with --precision fp32 if it trained in '
             'bf16, or a lower --lr' % (step, guard.describe(), why, target or 'none'))
-    if target == run.prefix:
-        # The checkpoint this run resumed from (perhaps without Adam state): restore it as at
-        # the start, Adam's moments re-initialised where it has none.
-        session.run(graph.init)
-        back = graph.restore_fn(session)
-    else:
-        graph.saver.restore(session, target)
-        back = int(session.run(graph.net.global_step))
+    tf = quiet.import_tf()
+    try:
+        if target == run.prefix:
+            # The checkpoint this run resumed from (perhaps without Adam state): restore it as
+            # at the start, Adam's moments re-initialised where it has none.
+            session.run(graph.init)
+            back = graph.restore_fn(session)
+        else:
+            graph.saver.restore(session, target)
+            back = int(session.run(graph.net.global_step))
+    except (tf.errors.OpError, ValueError, checkpoints.CheckpointError) as exc:
+        raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
+                            'cannot be restored (%s); stopped without saving'
+                            % (step, guard.describe(), target, errors_reason(exc)))
     guard.rolled_back()
     truncate_curve(os.path.join(run.log_dir, CURVE_FILE), back)
     if writer is not None:
-        tf = quiet.import_tf()
         writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), back)
     bar.rewind(step - back)
     bar.write('warning: the loss diverged at iteration %d (%s): rolled back to %s (iteration '

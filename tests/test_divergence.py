@@ -153,3 +153,25 @@ def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
     assert sorted(os.path.basename(p) for p in os.listdir(folder) if p.endswith('.index')) \
         == ['ReMAEN-4.index']
+
+
+def test_a_rollback_to_an_unreadable_checkpoint_stops_with_one_line(spiking, monkeypatch,
+                                                                   capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=2)
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+
+    class Damaging(CorruptingBatcher):
+        """Truncates ReMAEN-4's data while the spike starts (a disk fault)."""
+
+        def next_batch(self):
+            if self.batches_served + 1 == SPIKE[0]:
+                with open(os.path.join(folder, 'ReMAEN-4.data-00000-of-00001'), 'r+b') as f:
+                    f.truncate(16)
+            return super().next_batch()
+    monkeypatch.setattr(dataloader, 'TrainBatcher', Damaging)
+    assert main.main(flags + ['--iterations', '12']) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in err
+    assert 'diverged at iteration 8' in errors[0] and 'cannot be restored' in errors[0]

@@ -1,0 +1,103 @@
+"""Average the weights of several checkpoints of one run into a weights-only checkpoint.
+
+    python tools/average_weights.py /tmp/avg checkpoints/ReMAEN_Rain100L_32 --steps 6100-7000
+    python tools/average_weights.py /tmp/avg run/ReMAEN-5100 run/ReMAEN-5200 run/ReMAEN-5300
+    python main.py --is_testing True --checkpoint /tmp/avg --test_dataset Rain100L-val ...
+
+Each SOURCE is a checkpoint prefix or a training folder; a folder stands for all its
+``ReMAEN-<step>`` checkpoints (e.g. those ``--keep_every`` kept), ``--steps A-B`` keeps those
+with A <= step <= B. The element-wise mean of the network's 138 weights (``checkpoints.
+mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA models or SWA) is
+written to OUT like ``--export_weights`` (no Adam state, no step), with the first source
+folder's settings and the list of averaged checkpoints in ``remaen_settings.json``. Test it
+with ``--checkpoint OUT``; ship it with ``tools/ship_model.py NAME <the same prefixes>``.
+OUT must not hold training checkpoints.
+"""
+import argparse
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import checkpoints  # noqa: E402
+import errors  # noqa: E402
+import quiet  # noqa: E402
+
+
+def step_range(text):
+    """argparse type: 'A-B' (0 <= A <= B) -> (A, B)."""
+    match = re.fullmatch(r'\s*(\d+)\s*-\s*(\d+)\s*', text)
+    if not match or int(match.group(1)) > int(match.group(2)):
+        raise argparse.ArgumentTypeError('expected FIRST-LAST iterations with FIRST <= LAST, '
+                                         'e.g. 6100-7000, got %r' % text)
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_parser():
+    """The tool's flags."""
+    parser = argparse.ArgumentParser(prog='tools/average_weights.py',
+                                     description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('out', help='folder for the averaged weights (OUT/ReMAEN)')
+    parser.add_argument('source', nargs='+',
+                        help='checkpoint prefixes, or training folders (all their '
+                             'ReMAEN-<step> checkpoints)')
+    parser.add_argument('--steps', type=step_range, default=None,
+                        help='only checkpoints with FIRST <= iteration <= LAST, e.g. 6100-7000 '
+                             '(default: all)')
+    return parser
+
+
+def select(sources, steps=None):
+    """The checkpoint prefixes the sources stand for, in the order given (a folder's by step).
+
+    Raises:
+      UsageError: a source is neither a checkpoint nor a folder of training checkpoints, or
+        nothing is left.
+    """
+    prefixes = []
+    for source in sources:
+        if os.path.isdir(source):
+            found = [p for _, p in sorted(checkpoints.steps(source).items())]
+            if not found:
+                raise errors.UsageError('%s holds no training checkpoints (ReMAEN-<step>); give '
+                                        'checkpoint prefixes or a training folder' % source)
+        elif os.path.isfile(source + '.index'):
+            found = [source]
+        else:
+            raise errors.UsageError('no checkpoint at %s: give a checkpoint prefix (without '
+                                    '.index) or a training folder' % source)
+        prefixes += found
+    if steps is not None:
+        prefixes = [p for p in prefixes
+                    if steps[0] <= checkpoints.step_of(p) <= steps[1]]
+    if not prefixes:
+        raise errors.UsageError('no checkpoint with an iteration in %d-%d among %s'
+                                % (steps[0], steps[1], ', '.join(sources)))
+    return prefixes
+
+
+def run(args):
+    prefixes = select(args.source, args.steps)
+    quiet.setup()
+    folder = os.path.dirname(prefixes[0])
+    config = checkpoints.stored_config(folder)
+    values = dict(checkpoints.load_settings(folder) or {},
+                  averaged_checkpoints=[os.path.relpath(p) for p in prefixes])
+    target, count, size = checkpoints.export_weights(prefixes, args.out, config, values)
+    print('Averaged %d checkpoints (%s) into %s: %d variables, %.1f MB'
+          % (len(prefixes), ', '.join(os.path.basename(p) for p in prefixes), target, count,
+             size / 1e6))
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return errors.run(lambda: run(args))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -502,7 +502,8 @@ def _train(args, run):
             writer = tf.summary.FileWriter(run.log_dir, graph.graph if step == 0 else None)
         started, first_step, last_saved = time.perf_counter(), step, step
         clock = IterationClock()
-        guard = divergence.DivergenceGuard(args.divergence_factor)
+        # Only the chief judges the loss: it alone saves, and its stop releases the others.
+        guard = divergence.DivergenceGuard(args.divergence_factor if run.chief else 0)
         try:
             with StopFlag() as stop, Progress(args.iterations, 'train', unit='it',
                                               initial=step, enabled=run.chief) as bar:

@@ -45,7 +45,7 @@ def build_parser():
     parser.add_argument('source', nargs='+',
                         help='checkpoint prefixes, or training folders (all their '
                              'ReMAEN-<step> checkpoints)')
-    parser.add_argument('--steps', type=step_range, default=None,
+    parser.add_argument('--steps', type=step_range, default=None, metavar='FIRST-LAST',
                         help='only checkpoints with FIRST <= iteration <= LAST, e.g. 6100-7000 '
                              '(default: all)')
     return parser

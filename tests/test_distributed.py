@@ -160,14 +160,16 @@ def assert_same(first, second, atol=0.0):
 
 def tiny_run(root):
     """Two 16x16 training pairs, a test pair, the folder flags and a crop seed whose two
-    replicas draw different pairs (so their gradients differ and the average matters)."""
+    replicas draw different crops in batches 0 and 1 (so their gradients differ and the
+    average matters)."""
     import dataloader
     data = os.path.join(root, 'data', 'train', 'Tiny')
     write_pairs(data, 2, size=(16, 16), seed=5)
     write_pairs(os.path.join(root, 'data', 'test', 'TinyTest'), 1, size=(16, 16), seed=6)
     pairs, _ = dataloader.find_pairs(data, verbose=False)
     seed = next(s for s in range(100)
-                if not np.array_equal(*[rain for rain, _ in crops(pairs, s, 2)]))
+                if all(not np.array_equal(*[rain for rain, _ in crops(pairs, s, 2, batch=b)])
+                       for b in (0, 1)))
     folders = ['--data_path', os.path.join(root, 'data', 'train', '{}'),
                '--test_path', os.path.join(root, 'data', 'test', '{}'),
                '--checkpoint_dir', os.path.join(root, 'ckpt'),
@@ -183,8 +185,8 @@ def tiny_run(root):
 def check_synchronous_steps(train, pairs, seed, dumps, names, steps):
     """Every replica read the same variables at each of ``steps`` (its dumps), equal to the
     chief's checkpoint there, and the last step equals one single-process step from the
-    checkpoint before it on the batch of both replicas' crops (the run started at
-    ``steps[0]``).
+    checkpoint before it on the batch of both replicas' crops (batch ``steps[-1] - 1`` of
+    their seeded sequences, which a resumed run continues).
 
     Returns:
       the largest absolute difference to the single-process step.
@@ -205,7 +207,7 @@ def check_synchronous_steps(train, pairs, seed, dumps, names, steps):
             assert_same(first, load_dump(os.path.join(dumps, '%s-%d.npz' % (name, step))))
         if step in saved:
             assert_same(first, saved[step])
-    batches = crops(pairs, seed, 2, batch=last - 1 - steps[0])
+    batches = crops(pairs, seed, 2, batch=last - 1)
     reference = single_process_step(os.path.join(folder, 'ReMAEN-%d' % (last - 1)),
                                     np.concatenate([b[0] for b in batches]),
                                     np.concatenate([b[1] for b in batches]))

@@ -203,8 +203,8 @@ def build_parser():
                      help='how many recent checkpoints to keep (default 5)')
     run.add_argument('--keep_every', type=nonnegative_int, default=0,
                      help='also keep every checkpoint whose iteration is a multiple of N, '
-                          'outside the --keep_checkpoints rotation (e.g. to average the '
-                          'weights of many: tools/ship_model.py); a multiple of --save_every '
+                          'outside the --keep_checkpoints rotation (e.g. to average their '
+                          'weights: tools/average_weights.py); a multiple of --save_every '
                           '(default 0: none)')
     run.add_argument('--divergence_factor', type=non_negative_float, default=10.0,
                      help='divergence guard: when the batch loss stays above F x the median '

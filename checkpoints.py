@@ -556,6 +556,20 @@ def export_weights(source, target, config, values, session_config=None):
     return prefix, len(variables), size
 
 
+def export_mean_weights(prefixes, target, names=None):
+    """Export the mean of the weights of ``prefixes`` (checkpoints of one run, each checked
+    against the first one's settings: ``check_settings``) to the folder ``target``, with the
+    first folder's settings and ``averaged_checkpoints`` = ``names`` (default the prefixes).
+    Returns (prefix, variables, bytes written), as ``export_weights``."""
+    folder = os.path.dirname(prefixes[0])
+    config = stored_config(folder)
+    for prefix in prefixes:
+        check_settings(os.path.dirname(prefix), config)
+    values = dict(load_settings(folder) or {},
+                  averaged_checkpoints=list(prefixes) if names is None else list(names))
+    return export_weights(list(prefixes), target, config, values)
+
+
 def mean_weights(prefixes, variables):
     """The element-wise mean of each of ``variables`` over the checkpoints ``prefixes``.
 

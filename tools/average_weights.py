@@ -9,7 +9,9 @@ Each SOURCE is a checkpoint prefix or a training folder; a folder stands for all
 with A <= step <= B. The element-wise mean of the network's 138 weights (``checkpoints.
 mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA models or SWA) is
 written to OUT like ``--export_weights`` (no Adam state, no step), with the first source
-folder's settings and the list of averaged checkpoints in ``remaen_settings.json``. Test it
+folder's settings and the list of averaged checkpoints in ``remaen_settings.json``
+(``checkpoints.export_mean_weights``, as ``tools/ship_model.py``; every source must have
+the first one's network settings). Test it
 with ``--checkpoint OUT``; ship it with ``tools/ship_model.py NAME <the same prefixes>``.
 OUT must not hold training checkpoints.
 """
@@ -83,11 +85,8 @@ def select(sources, steps=None):
 def run(args):
     prefixes = select(args.source, args.steps)
     quiet.setup()
-    folder = os.path.dirname(prefixes[0])
-    config = checkpoints.stored_config(folder)
-    values = dict(checkpoints.load_settings(folder) or {},
-                  averaged_checkpoints=[os.path.relpath(p) for p in prefixes])
-    target, count, size = checkpoints.export_weights(prefixes, args.out, config, values)
+    target, count, size = checkpoints.export_mean_weights(
+        prefixes, args.out, [os.path.relpath(p) for p in prefixes])
     print('Averaged %d checkpoints (%s) into %s: %d variables, %.1f MB'
           % (len(prefixes), ', '.join(os.path.basename(p) for p in prefixes), target, count,
              size / 1e6))

@@ -112,13 +112,7 @@ def _source(prefix, folder=None):
 def average(prefixes, target, names):
     """Export the mean of the weights of ``prefixes`` (one run's checkpoints) to ``target``;
     its settings list them as ``names``."""
-    folder = os.path.dirname(prefixes[0])
-    config = checkpoints.stored_config(folder)
-    for prefix in prefixes:
-        checkpoints.check_settings(os.path.dirname(prefix), config)
-    values = dict(checkpoints.load_settings(folder) or {},
-                  averaged_checkpoints=names)
-    _, count, size = checkpoints.export_weights(prefixes, target, config, values)
+    _, count, size = checkpoints.export_mean_weights(prefixes, target, names)
     print('Exported the mean of %d checkpoints (%d variables) to %s (%.1f MB)'
           % (len(prefixes), count, target, size / 1e6))
 

@@ -52,7 +52,8 @@ class Derainer(object):
         of the mode (the receptive-field radius for 'exact', ``tiling.FAST_OVERLAP`` for
         'fast'). Below the radius the exact mode is approximate.
       tile_mode: 'fast' (exact SE statistics when the image fits the budget, else two runs
-        per tile, 0.003-0.11 dB from a whole-image pass; see docs/tiling.md) or 'exact'
+        per tile, 0.003-0.45 dB from a whole-image pass depending on the model; see
+        docs/tiling.md) or 'exact'
         (equal to a whole-image pass up to float rounding, about
         K/2 + 1 passes).
       precision: 'fp32', 'bf16' or 'fp16' (see ``model.remaen``; bf16 acts through

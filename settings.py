@@ -245,7 +245,8 @@ def build_parser():
     perf.add_argument('--tile_mode', choices=['exact', 'fast'], default='fast',
                       help='tiled inference: fast (SE statistics from one whole-image run '
                            'when the image fits the memory budget: within 0.0001 dB of a '
-                           'whole-image pass; else two runs per tile: 0.003-0.11 dB, measured) '
+                           'whole-image pass; else two runs per tile: 0.003-0.45 dB, '
+                           'depending on the model, measured) '
                            'or exact (equal to a whole-image pass up to float rounding, ~19 '
                            'passes) (default fast)')
     perf.add_argument('--tile_overlap', type=nonnegative_int, default=None,

@@ -761,7 +761,8 @@ def _gb(megabytes):
     return '%.1f GB' % (megabytes / 1024.0)
 
 
-def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=None):
+def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=None,
+         refine_passes=0):
     """Whole-image pass or tiles for an H x W image, and one line saying which and why.
 
     Automatic (``tile`` None): one whole-image pass (exact, fastest) when its estimated peak
@@ -775,12 +776,16 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
       tile: None (automatic), 0 (whole) or the tile side in pixels.
       mode: tiled mode, 'fast' or 'exact'.
       overlap: last-pass halo; None = ``default_overlap(config, mode)``.
+      refine_passes: fast mode, images whose statistics come from a first pass with each
+        tile's own: refinement passes after it (``derain_fast``); the line names them.
 
     Returns:
       Plan.
     """
     if mode not in TILE_MODES:
         raise ValueError('mode must be one of %s, got %r' % (TILE_MODES, mode))
+    if refine_passes < 0:
+        raise ValueError('refine_passes must be >= 0, got %d' % refine_passes)
     overlap = default_overlap(config, mode) if overlap is None else overlap
     whole_mb = whole_image_mb(height, width, config)
     if tile is None:
@@ -811,6 +816,9 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
         else:
             why += ('; SE statistics from a first pass in which each tile uses its own (exact '
                     'ones need the image within the budget)')
+            if refine_passes:
+                why += ', then %d refinement pass%s' % (refine_passes,
+                                                       'es' if refine_passes > 1 else '')
         if sample is not None:
             memory = max(memory, _fixed_mb(height, width)
                          + pass_mb(min(sample, height * width), config))

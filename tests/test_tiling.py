@@ -467,6 +467,34 @@ def test_automatic_choice_small_whole_large_tiled(light_derainer):
     assert abs(dpsnr) < DEFAULT_MODE_DPSNR_DB
 
 
+def test_refinement_passes_reach_the_tiles(light_derainer):
+    # --tile_refine_passes: the Derainer runs tiling.derain_fast with them when each tile uses
+    # its own statistics in the first pass (an image larger than the budget), and says so.
+    large = cv2.imread(DEMO_PAIR[0]).astype(np.float32)[:160, :240] / 255.0
+    light_derainer.memory_mb = (tiling.whole_image_mb(160, 240) - tiling.pass_mb(160 * 240)
+                                + tiling.pass_mb(144 * 144))
+    plan = light_derainer.plan(large)
+    assert plan.tiled and plan.sample_pixels is None
+    once = light_derainer.derain(large)
+    light_derainer.refine_passes = 1
+    try:
+        line = light_derainer.plan(large).line
+        refined = light_derainer.derain(large)
+    finally:
+        light_derainer.refine_passes = 0
+    assert 'each tile uses its own' in line and ', then 1 refinement pass' in line
+    assert 'refinement' not in plan.line
+    direct = tiling.derain_fast(light_derainer.session, light_derainer.tiled, large, plan.tile,
+                                plan.overlap, refine_passes=1)
+    np.testing.assert_array_equal(refined, np.clip(direct, 0.0, 1.0))
+    whole = light_derainer.run(large)
+    # Closer to the whole pass: 46.5 -> 66.3 dB with the light model shipped 2026-12-02
+    # morning (docs/tiling.md: 51-55 -> 62-65 dB on 2x demo pairs).
+    assert metrics.psnr(refined, whole) > metrics.psnr(once, whole) + 5.0
+    with pytest.raises(ValueError):
+        tiling.plan(300, 400, 100, refine_passes=-1)
+
+
 # ----------------------------------------------------------------------------- pooled sample
 @pytest.mark.parametrize('height,width,pixels,halo', [
     (3000, 4000, 470000, 32), (1284, 1924, 668555, 32), (321, 481, 40000, 32),

@@ -53,7 +53,7 @@ class Derainer(object):
         'fast'). Below the radius the exact mode is approximate.
       refine_passes: fast mode, images larger than the budget (each tile its own SE
         statistics in the first pass): extra statistics passes over the tiles with the means
-        fed (``tiling.derain_fast``), each about 1.2 whole passes; 0 (default) or 1.
+        fed (``tiling.derain_fast``), each about 1.2 whole passes (default 0).
       tile_mode: 'fast' (exact SE statistics when the image fits the budget, else two runs
         per tile, 0.003-0.45 dB from a whole-image pass depending on the model; see
         docs/tiling.md) or 'exact'

@@ -395,14 +395,16 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
     before the spike. Evaluations after it leave ``curve.csv`` and TensorBoard (a session
     START event at the restored step hides the discarded points); the crop sampler goes on
     with the next batches. A run of several processes (Horovod, TF_CONFIG), a run with no
-    checkpoint yet, or one past ``MAX_ROLLBACKS`` stops with TrainingError instead.
+    checkpoint yet, or one that would roll back to the same checkpoint more than
+    ``MAX_ROLLBACKS`` times in a row (no progress) stops with TrainingError instead.
     """
     target = run.store.last_saved if run.store else None
     single = run.cluster is None and run.hvd is None
-    if not (single and target and guard.can_roll_back):
+    if not (single and target and guard.can_roll_back_to(target)):
         why = ('a run of several processes is not rolled back' if not single
                else 'no checkpoint to roll back to' if not target
-               else 'already rolled back %d times in this run' % guard.rollbacks)
+               else 'already rolled back to it %d times in a row'
+               % guard.rollbacks_to(target))
         raise TrainingError(
             'the loss diverged at iteration %d (%s; %s); stopped without saving (last good '
             'checkpoint: %s); rerun to resume from it, with --precision fp32 if it trained in '
@@ -421,15 +423,16 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
         raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
                             'cannot be restored (%s); stopped without saving'
                             % (step, guard.describe(), target, errors_reason(exc)))
-    guard.rolled_back()
+    guard.rolled_back(target)
     truncate_curve(os.path.join(run.log_dir, CURVE_FILE), back)
     if writer is not None:
         writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), back)
     bar.rewind(step - back)
     bar.write('warning: the loss diverged at iteration %d (%s): rolled back to %s (iteration '
-              '%d) and going on with new batches (rollback %d of at most %d in a run)'
+              '%d) and going on with new batches (rollback %d of this run; %d of at most %d '
+              'in a row to this checkpoint)'
               % (step, guard.describe(), os.path.basename(target), back, guard.rollbacks,
-                 guard.max_rollbacks))
+                 guard.repeats, guard.max_rollbacks))
     return back
 
 

@@ -36,10 +36,23 @@ def test_guard_judges_against_the_median_of_recent_normal_losses():
     spike = [10 * reference, 20 * reference, 30 * reference]
     assert [guard.observe(v) for v in spike] == ['high', 'high', 'diverged']
     assert '30x the median' in guard.describe()
-    assert guard.can_roll_back
-    guard.rolled_back()
+    assert guard.can_roll_back_to('ReMAEN-4')
+    guard.rolled_back('ReMAEN-4')
     assert guard.rollbacks == 1 and guard.high_run == 0
     assert guard.reference() == pytest.approx(reference)
+
+
+def test_rollbacks_are_limited_per_checkpoint_not_per_run():
+    # A run that saves new checkpoints between its spikes keeps going; one that spikes
+    # before it can save again stops after max_rollbacks rollbacks to the same checkpoint.
+    guard = divergence.DivergenceGuard(max_rollbacks=2)
+    for target in ('ReMAEN-100', 'ReMAEN-200', 'ReMAEN-300', 'ReMAEN-400'):
+        assert guard.can_roll_back_to(target)
+        guard.rolled_back(target)
+    assert guard.rollbacks == 4 and guard.rollbacks_to('ReMAEN-400') == 1
+    guard.rolled_back('ReMAEN-400')
+    assert not guard.can_roll_back_to('ReMAEN-400') and guard.rollbacks_to('ReMAEN-400') == 2
+    assert guard.can_roll_back_to('ReMAEN-500') and guard.rollbacks_to('ReMAEN-300') == 0
 
 
 def test_guard_with_factor_zero_never_judges_and_bad_settings_are_refused():
@@ -50,7 +63,7 @@ def test_guard_with_factor_zero_never_judges_and_bad_settings_are_refused():
         with pytest.raises(ValueError):
             divergence.DivergenceGuard(**kwargs)
     guard = divergence.DivergenceGuard(max_rollbacks=0)
-    assert not guard.can_roll_back
+    assert not guard.can_roll_back_to('ReMAEN-4')
 
 
 def test_truncate_curve_drops_only_the_rows_after_the_step(tmp_path):
@@ -127,8 +140,8 @@ def test_a_spike_holds_the_save_back_and_rolls_the_run_back(spiking, monkeypatch
     # Iterations 7, 8, 9 were high: the save of 8 was held back, 9 rolled back to 4.
     assert 'note: checkpoint of iteration 8 held back: batch loss' in out
     assert ('warning: the loss diverged at iteration 9 (batch loss' in out
-            and 'rolled back to ReMAEN-4 (iteration 4)' in out and 'rollback 1 of at most 3'
-            in out)
+            and 'rolled back to ReMAEN-4 (iteration 4)' in out and '(rollback 1 of this run; '
+            '1 of at most 3 in a row to this checkpoint)' in out)
     assert 'Divergence guard: 1 rollback(s) in this run' in out
     prefix = os.path.join(folder, 'ReMAEN-12')
     assert int(tf.train.load_variable(prefix, 'global_step')) == 12
@@ -149,7 +162,7 @@ def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch
     errors = [line for line in captured.err.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and 'Traceback' not in captured.err
     assert 'the loss diverged at iteration 8' in errors[0]
-    assert 'already rolled back 0 times' in errors[0] and 'ReMAEN-4' in errors[0]
+    assert 'already rolled back to it 0 times in a row' in errors[0] and 'ReMAEN-4' in errors[0]
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
     assert sorted(os.path.basename(p) for p in os.listdir(folder) if p.endswith('.index')) \
         == ['ReMAEN-4.index']

@@ -79,9 +79,7 @@ class Derainer(object):
         import quiet
         import tiling
         tf = quiet.import_tf()
-        self._check_tiling(config, tile, tile_overlap, tile_mode)
-        if refine_passes < 0:
-            raise UsageError('--tile_refine_passes must be >= 0, got %d' % refine_passes)
+        self._check_tiling(config, tile, tile_overlap, tile_mode, refine_passes)
         self.config, self.tile, self.tile_mode = config, tile, tile_mode
         self.refine_passes = refine_passes
         self.tile_overlap, self.progress, self.log = tile_overlap, progress, log
@@ -95,7 +93,7 @@ class Derainer(object):
         self.prefix, self._tiled, self._said = prefix, None, None
 
     @staticmethod
-    def _check_tiling(config, tile, overlap, mode='exact'):
+    def _check_tiling(config, tile, overlap, mode='exact', refine_passes=0):
         """UsageError for a bad tiling setting; a note when exact tiling is approximate."""
         import tiling
         if mode not in TILE_MODES:
@@ -104,6 +102,8 @@ class Derainer(object):
         if (tile is not None and tile < 0) or (overlap is not None and overlap < 0):
             raise UsageError('--tile and --tile_overlap must be >= 0 (got %s and %s)'
                              % (tile, overlap))
+        if refine_passes < 0:
+            raise UsageError('--tile_refine_passes must be >= 0, got %d' % refine_passes)
         radius = tiling.receptive_field_radius(config)
         if mode == 'exact' and overlap is not None and overlap < radius:
             print('note: --tile_overlap %d is below the receptive-field radius %d: tiled '
@@ -151,7 +151,7 @@ class Derainer(object):
             output = np.clip(tiling.derain_tiled(
                 self.session, self.tiled, image, plan.tile, plan.overlap, self.point_radii,
                 mode=plan.mode, progress=self.progress, sample_pixels=plan.sample_pixels,
-                refine_passes=self.refine_passes if plan.sample_pixels is None else 0),
+                refine_passes=plan.refine_passes),
                 0.0, 1.0)
             per_stage = [None] * (self.config.stages - 1) + [output]
         else:

@@ -659,8 +659,10 @@ BUDGET_FLAG = '--inference_memory_mb'
 #   overlap: last-pass halo (pixels); tiles: number of tiles (1 when not tiled);
 #   memory_mb: estimated peak of the process; line: one line saying which and why;
 #   sample_pixels: the fast mode's pooled statistics sample (``derain_fast``), None otherwise.
+#   refine_passes: the fast mode's refinement passes (``derain_fast``); 0 unless each tile
+#   uses its own statistics in the first pass.
 Plan = collections.namedtuple('Plan', ['tiled', 'tile', 'mode', 'overlap', 'tiles', 'memory_mb',
-                                       'line', 'sample_pixels'])
+                                       'line', 'sample_pixels', 'refine_passes'])
 
 
 def default_budget_mb(available_mb=None):
@@ -777,7 +779,8 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
       mode: tiled mode, 'fast' or 'exact'.
       overlap: last-pass halo; None = ``default_overlap(config, mode)``.
       refine_passes: fast mode, images whose statistics come from a first pass with each
-        tile's own: refinement passes after it (``derain_fast``); the line names them.
+        tile's own: refinement passes after it (``derain_fast``); the plan keeps them
+        (``Plan.refine_passes``, 0 for every other plan) and its line names them.
 
     Returns:
       Plan.
@@ -804,7 +807,7 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
         why = '--tile %d' % tile
     boxes = tile_interiors(height, width, tile)
     memory = tiled_mb(height, width, tile, overlap, config)
-    sample = None
+    sample, refine = None, 0
     if mode == 'fast':
         crop = largest_crop_pixels(height, width, tile, overlap)
         sample, share = choose_sample(budget_mb, height, width, crop, config)
@@ -816,9 +819,9 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
         else:
             why += ('; SE statistics from a first pass in which each tile uses its own (exact '
                     'ones need the image within the budget)')
-            if refine_passes:
-                why += ', then %d refinement pass%s' % (refine_passes,
-                                                       'es' if refine_passes > 1 else '')
+            refine = refine_passes
+            if refine:
+                why += ', then %d refinement pass%s' % (refine, 'es' if refine > 1 else '')
         if sample is not None:
             memory = max(memory, _fixed_mb(height, width)
                          + pass_mb(min(sample, height * width), config))
@@ -826,12 +829,12 @@ def plan(height, width, budget_mb, config=None, tile=None, mode='fast', overlap=
             % (width, height, mode, len(boxes), boxes[0][3] - boxes[0][2],
                boxes[0][1] - boxes[0][0], _gb(memory), why))
     return Plan(True, tile, mode, overlap, len(boxes), memory,
-                line + _over_budget_note(memory, budget_mb), sample)
+                line + _over_budget_note(memory, budget_mb), sample, refine)
 
 
 def _whole_plan(mode, overlap, memory, line, budget_mb):
     return Plan(False, 0, mode, overlap, 1, memory, line + _over_budget_note(memory, budget_mb),
-                None)
+                None, 0)
 
 
 def _over_budget_note(memory, budget_mb):

@@ -216,6 +216,8 @@ def test_derainer_tiles_the_default_network_exactly(tmp_path, capsys):
     for tile, overlap, mode in ((64, -1, 'fast'), (-1, None, 'fast'), (64, None, 'slow')):
         with pytest.raises(errors.UsageError):
             inference.Derainer._check_tiling(ModelConfig(), tile, overlap, mode)
+    with pytest.raises(errors.UsageError, match='--tile_refine_passes'):
+        inference.Derainer._check_tiling(ModelConfig(), 64, None, 'fast', refine_passes=-1)
 
 
 # ----------------------------------------------------------------------------- fast mode
@@ -474,15 +476,17 @@ def test_refinement_passes_reach_the_tiles(light_derainer):
     light_derainer.memory_mb = (tiling.whole_image_mb(160, 240) - tiling.pass_mb(160 * 240)
                                 + tiling.pass_mb(144 * 144))
     plan = light_derainer.plan(large)
-    assert plan.tiled and plan.sample_pixels is None
+    assert plan.tiled and plan.sample_pixels is None and plan.refine_passes == 0
     once = light_derainer.derain(large)
     light_derainer.refine_passes = 1
     try:
-        line = light_derainer.plan(large).line
+        refined_plan = light_derainer.plan(large)
         refined = light_derainer.derain(large)
     finally:
         light_derainer.refine_passes = 0
+    line = refined_plan.line
     assert 'each tile uses its own' in line and ', then 1 refinement pass' in line
+    assert refined_plan.refine_passes == 1
     assert 'refinement' not in plan.line
     direct = tiling.derain_fast(light_derainer.session, light_derainer.tiled, large, plan.tile,
                                 plan.overlap, refine_passes=1)

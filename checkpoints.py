@@ -32,6 +32,7 @@ PREFIX = 'ReMAEN'
 STATE_FILE = 'checkpoint'
 SETTINGS_FILE = 'remaen_settings.json'
 LOCK_FILE = 'remaen.lock'
+DIVERGED_FOLDER = 'diverged'   # training checkpoints a run gave up (``TrainingFolder.set_aside``)
 # Variables a checkpoint may hold beyond the network's own weights (ignored on restore).
 _OPTIMIZER_VARIABLE = re.compile(r'(/Adam(_\d+)?$|^beta[12]_power(_\d+)?$|^global_step$)')
 _STEP_INDEX = re.compile(r'^%s-(\d+)\.index$' % PREFIX)
@@ -477,6 +478,32 @@ class TrainingFolder(object):
                 _remove_checkpoint(old)
         self.last_saved = prefix
         return prefix
+
+    def set_aside(self, prefix):
+        """Give up checkpoint ``prefix`` for the newest readable one older than it: move its
+        files to ``<folder>/diverged/`` (index first, so a half-moved checkpoint is never
+        found; an earlier one set aside under the same name stays, the new one gets a
+        ``-2``, ``-3``... suffix), name the older one in the state file and make it
+        ``last_saved``. Returns the older prefix, or None (nothing moved) when the folder has
+        no readable older checkpoint."""
+        older = [p for s, p in sorted(steps(self.folder).items(), reverse=True)
+                 if s < step_of(prefix) and unreadable(p) is None]
+        if not older:
+            return None
+        aside = os.path.join(self.folder, DIVERGED_FOLDER)
+        make_folder(aside)
+        base = os.path.basename(prefix)
+        name, n = base, 1
+        while os.path.exists(os.path.join(aside, name + '.index')):
+            n += 1
+            name = '%s-%d' % (base, n)
+        for old in [base + '.index'] + sorted(m for m in _names(self.folder)
+                                              if m.startswith(base + '.data-')):
+            os.replace(os.path.join(self.folder, old),
+                       os.path.join(aside, name + old[len(base):]))
+        write_state(self.folder, older[0], older[1:self.keep][::-1])
+        self.last_saved = older[0]
+        return older[0]
 
     def kept_for_good(self, step):
         """True for a step ``keep_every`` keeps out of the rotation."""

@@ -16,11 +16,17 @@ the batch loss of every iteration:
   the newest checkpoint is from before the spike;
 - ``PATIENCE`` (5) high iterations in a row mean **diverged**: ``training`` restores the
   newest checkpoint (weights, ``global_step``, Adam state) and goes on with the next batches
-  of the crop sequence (not the ones it diverged on); after ``MAX_ROLLBACKS`` (3) rollbacks
-  to the same checkpoint (no new one saved between them: no progress) it stops with an
-  error instead. Rollbacks to newer checkpoints are not limited: a long run at lr 1e-3 can
-  spike every few hundred iterations (the campaign, fp32: 7,468, 7,871, 8,069) and still
-  make progress between the spikes.
+  of the crop sequence (not the ones it diverged on). Rollbacks to newer checkpoints are not
+  limited: a long run at lr 1e-3 can spike every few hundred iterations (the campaign, fp32:
+  7,468, 7,871, 8,069) and still make progress between the spikes;
+- after ``MAX_ROLLBACKS`` (3) rollbacks to the same checkpoint (no new one saved between
+  them: no progress) the checkpoint itself is suspect: the campaign's 8,400 one diverged
+  within 8-14 iterations four times on different batches (its weights and Adam moments were
+  already on the way up). The run then **steps back** to the newest older checkpoint of its
+  folder; the suspect one moves to ``<folder>/diverged/`` (out of the way of a resume, not
+  deleted). After ``MAX_STEP_BACKS`` (2) step-backs without getting past the checkpoint last
+  given up (no rollback to a newer one since), or with no older checkpoint, it stops with
+  an error instead.
 
 A single high batch (a hard crop) only holds one save back; nothing changes the recipe while
 the loss is normal. This module is plain Python and numpy; the rollback itself is
@@ -33,7 +39,8 @@ import numpy as np
 WINDOW = 100        # normal batch losses in the reference median
 MIN_HISTORY = 20    # normal batch losses needed before the guard judges
 PATIENCE = 5        # high iterations in a row that mean diverged
-MAX_ROLLBACKS = 3   # rollbacks to one checkpoint before training stops
+MAX_ROLLBACKS = 3   # rollbacks to one checkpoint before stepping back past it
+MAX_STEP_BACKS = 2  # step-backs in a row (nothing newer reached) before training stops
 DEFAULT_FACTOR = 10.0
 
 OK, HIGH, DIVERGED = 'ok', 'high', 'diverged'
@@ -45,28 +52,33 @@ class DivergenceGuard(object):
     Args:
       factor: a loss above ``factor`` x the reference is high; 0 (or less) disables the
         guard (every loss is OK).
-      window, min_history, patience, max_rollbacks: see the module docstring.
+      window, min_history, patience, max_rollbacks, max_step_backs: see the module
+        docstring.
 
     Attributes:
       high_run: high iterations in a row up to the latest one.
       rollbacks: rollbacks done in this run.
       target, repeats: the checkpoint of the latest rollback and how many rollbacks in a
         row went to it.
+      step_backs, cliff: step-backs since the run last got past ``cliff``, the step of the
+        checkpoint the latest step-back gave up (None before any).
       last_loss: the latest batch loss observed.
     """
 
     def __init__(self, factor=DEFAULT_FACTOR, window=WINDOW, min_history=MIN_HISTORY,
-                 patience=PATIENCE, max_rollbacks=MAX_ROLLBACKS):
-        if min_history < 1 or window < min_history or patience < 1 or max_rollbacks < 0:
+                 patience=PATIENCE, max_rollbacks=MAX_ROLLBACKS, max_step_backs=MAX_STEP_BACKS):
+        if (min_history < 1 or window < min_history or patience < 1 or max_rollbacks < 0
+                or max_step_backs < 0):
             raise ValueError('need 1 <= min_history <= window, patience >= 1, '
-                             'max_rollbacks >= 0')
+                             'max_rollbacks >= 0, max_step_backs >= 0')
         self.factor = float(factor)
         self.min_history, self.patience = int(min_history), int(patience)
-        self.max_rollbacks = int(max_rollbacks)
+        self.max_rollbacks, self.max_step_backs = int(max_rollbacks), int(max_step_backs)
         self.history = collections.deque(maxlen=int(window))
         self.high_run = 0
         self.rollbacks = 0
         self.target, self.repeats = None, 0
+        self.step_backs, self.cliff = 0, None
         self.last_loss = None
 
     @property
@@ -108,8 +120,20 @@ class DivergenceGuard(object):
         """False after ``max_rollbacks`` rollbacks in a row to ``target`` (no progress)."""
         return self.rollbacks_to(target) < self.max_rollbacks
 
-    def rolled_back(self, target):
-        """Record a rollback to ``target``: the high run ends, the reference is kept."""
+    def can_step_back(self):
+        """False after ``max_step_backs`` step-backs without getting past the last cliff."""
+        return self.step_backs < self.max_step_backs
+
+    def stepped_back(self, abandoned_step):
+        """Record that the checkpoint of ``abandoned_step`` was given up for an older one."""
+        self.step_backs += 1
+        self.cliff = int(abandoned_step)
+
+    def rolled_back(self, target, step=None):
+        """Record a rollback to ``target`` (of iteration ``step``): the high run ends, the
+        reference is kept; a checkpoint newer than the last cliff ends the step-backs."""
+        if self.cliff is not None and step is not None and step > self.cliff:
+            self.step_backs, self.cliff = 0, None
         self.repeats = self.rollbacks_to(target) + 1
         self.target = target
         self.rollbacks += 1

@@ -394,17 +394,33 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
     The guard held checkpoints back while the loss was high, so the newest one is from
     before the spike. Evaluations after it leave ``curve.csv`` and TensorBoard (a session
     START event at the restored step hides the discarded points); the crop sampler goes on
-    with the next batches. A run of several processes (Horovod, TF_CONFIG), a run with no
-    checkpoint yet, or one that would roll back to the same checkpoint more than
-    ``MAX_ROLLBACKS`` times in a row (no progress) stops with TrainingError instead.
+    with the next batches. After ``MAX_ROLLBACKS`` rollbacks in a row to one checkpoint it
+    **steps back**: that checkpoint is set aside (``TrainingFolder.set_aside``) and the run
+    restores the one before it. A run of several processes (Horovod, TF_CONFIG), a run with
+    no checkpoint yet, or one with no step-back left (``MAX_STEP_BACKS``, or no older
+    checkpoint) stops with TrainingError instead.
     """
     target = run.store.last_saved if run.store else None
     single = run.cluster is None and run.hvd is None
+    abandoned = None
+    if single and target and not guard.can_roll_back_to(target) and guard.can_step_back():
+        try:
+            older = run.store.set_aside(target)
+        except OSError as exc:
+            raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
+                                'cannot be moved aside (%s); stopped without saving'
+                                % (step, guard.describe(), target, exc.strerror or exc))
+        if older:
+            abandoned, target = target, older
     if not (single and target and guard.can_roll_back_to(target)):
         why = ('a run of several processes is not rolled back' if not single
                else 'no checkpoint to roll back to' if not target
-               else 'already rolled back to it %d times in a row'
-               % guard.rollbacks_to(target))
+               else 'already rolled back to it %d times in a row, %s'
+               % (guard.rollbacks_to(target),
+                  'and stepped back %d time(s) without getting past iteration %d'
+                  % (guard.step_backs, guard.cliff) if guard.step_backs
+                  else 'and no older checkpoint to step back to'
+                  if guard.can_step_back() else 'and no step-back allowed'))
         raise TrainingError(
             'the loss diverged at iteration %d (%s; %s); stopped without saving (last good '
             'checkpoint: %s); rerun to resume from it, with --precision fp32 if it trained in '
@@ -423,7 +439,9 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
         raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
                             'cannot be restored (%s); stopped without saving'
                             % (step, guard.describe(), target, errors_reason(exc)))
-    guard.rolled_back(target)
+    if abandoned:
+        guard.stepped_back(checkpoints.step_of(abandoned))
+    guard.rolled_back(target, back)
     truncate_curve(os.path.join(run.log_dir, CURVE_FILE), back)
     if writer is not None:
         writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), back)
@@ -433,6 +451,12 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
               'in a row to this checkpoint)'
               % (step, guard.describe(), os.path.basename(target), back, guard.rollbacks,
                  guard.repeats, guard.max_rollbacks))
+    if abandoned:
+        bar.write('warning: %s diverged %d times in a row: stepped back to the checkpoint '
+                  'before it (step-back %d of at most %d) and moved it to %s'
+                  % (os.path.basename(abandoned), guard.max_rollbacks + 1, guard.step_backs,
+                     guard.max_step_backs,
+                     os.path.join(run.store.folder, checkpoints.DIVERGED_FOLDER)))
     return back
 
 

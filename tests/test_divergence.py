@@ -55,11 +55,28 @@ def test_rollbacks_are_limited_per_checkpoint_not_per_run():
     assert guard.can_roll_back_to('ReMAEN-500') and guard.rollbacks_to('ReMAEN-300') == 0
 
 
+def test_step_backs_are_limited_until_the_run_gets_past_the_cliff():
+    guard = divergence.DivergenceGuard(max_rollbacks=1, max_step_backs=2)
+    guard.rolled_back('ReMAEN-400', 400)
+    assert not guard.can_roll_back_to('ReMAEN-400') and guard.can_step_back()
+    guard.stepped_back(400)                       # gave up 400 for 350
+    guard.rolled_back('ReMAEN-350', 350)
+    assert guard.step_backs == 1 and guard.cliff == 400 and guard.can_step_back()
+    guard.rolled_back('ReMAEN-400', 400)          # a new 400: not past the cliff yet
+    guard.stepped_back(400)
+    guard.rolled_back('ReMAEN-350', 350)
+    assert guard.step_backs == 2 and not guard.can_step_back()
+    guard.rolled_back('ReMAEN-450', 450)          # past it: step-backs allowed again
+    assert guard.step_backs == 0 and guard.cliff is None and guard.can_step_back()
+    assert guard.rollbacks == 5
+
+
 def test_guard_with_factor_zero_never_judges_and_bad_settings_are_refused():
     guard = divergence.DivergenceGuard(factor=0, min_history=1, window=1)
     assert not guard.enabled
     assert [guard.observe(v) for v in [0.001, 1e6, 1e9, 1e12]] == ['ok'] * 4
-    for kwargs in ({'min_history': 0}, {'window': 2, 'min_history': 3}, {'patience': 0}):
+    for kwargs in ({'min_history': 0}, {'window': 2, 'min_history': 3}, {'patience': 0},
+                   {'max_step_backs': -1}):
         with pytest.raises(ValueError):
             divergence.DivergenceGuard(**kwargs)
     guard = divergence.DivergenceGuard(max_rollbacks=0)
@@ -97,12 +114,14 @@ SPIKE = (7, 8, 9)   # iterations trained on corrupted batches
 
 
 class CorruptingBatcher(dataloader.TrainBatcher):
-    """The real batcher, whose batches of iterations SPIKE (counted from 1) get a target that
-    is the rainy crop inverted: a loss tens of times the normal one, as in a divergence."""
+    """The real batcher, whose batches ``spike`` (counted from 1 over the run, rollbacks
+    included) get a target that is the rainy crop inverted: a loss tens of times the normal
+    one, as in a divergence."""
+    spike = SPIKE
 
     def next_batch(self):
         rain, clean = super().next_batch()
-        if self.batches_served in SPIKE:
+        if self.batches_served in self.spike:
             clean = 1.0 - rain
         return rain, clean
 
@@ -188,3 +207,32 @@ def test_a_rollback_to_an_unreadable_checkpoint_stops_with_one_line(spiking, mon
     errors = [line for line in err.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and 'Traceback' not in err
     assert 'diverged at iteration 8' in errors[0] and 'cannot be restored' in errors[0]
+
+
+def test_a_checkpoint_that_keeps_diverging_is_set_aside_for_the_one_before(spiking, monkeypatch,
+                                                                          capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=2, max_rollbacks=2, max_step_backs=1)
+
+    class Cliff(CorruptingBatcher):
+        spike = (7, 8, 9, 10, 11, 12)   # iterations 7-8 three times: 6 is a cliff
+
+    monkeypatch.setattr(dataloader, 'TrainBatcher', Cliff)
+    assert main.main(flags + ['--save_every', '2', '--iterations', '12']) == 0
+    out = capsys.readouterr().out
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    assert out.count('rolled back to ReMAEN-6 (iteration 6)') == 2
+    assert 'rolled back to ReMAEN-4 (iteration 4)' in out
+    assert ('warning: ReMAEN-6 diverged 3 times in a row: stepped back to the checkpoint '
+            'before it (step-back 1 of at most 1) and moved it to '
+            + os.path.join(folder, 'diverged')) in out
+    # The given-up checkpoint is kept aside, whole; the run went on from 4 and saved a new 6.
+    aside = os.path.join(folder, 'diverged', 'ReMAEN-6')
+    assert int(tf.train.load_variable(aside, 'global_step')) == 6
+    prefix = os.path.join(folder, 'ReMAEN-12')
+    assert int(tf.train.load_variable(prefix, 'global_step')) == 12
+    # 4 restored steps + 8 after the step-back: Adam's beta1_power is 0.9 ** (12 + 1).
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
+    assert int(tf.train.load_variable(os.path.join(folder, 'ReMAEN-6'), 'global_step')) == 6
+    rows = evaluation.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
+    assert [r['step'] for r in rows if r['stage'] == 3] == [0, 3, 6, 9, 12]

@@ -365,8 +365,11 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None
             if ssim is not None:
                 writer.add_summary(ssim, step)
         if verdict == divergence.DIVERGED:
-            step = last_saved = rollback(args, run, graph, session, step, guard, writer, bar)
-            clock.seconds.append(time.perf_counter() - started)
+            try:
+                step = last_saved = rollback(args, run, graph, session, step, guard, writer,
+                                             bar)
+            finally:  # the iteration ran, whether the rollback restored or stopped the run
+                clock.seconds.append(time.perf_counter() - started)
             continue
         if run.chief and step % args.save_every == 0:
             if guard.holding:
@@ -572,6 +575,15 @@ def _train(args, run):
             if guard.rollbacks:
                 print('Divergence guard: %d rollback(s) in this run (see the warnings above)'
                       % guard.rollbacks)
+        except TrainingError:
+            # Stopped by the loss (NaN, a divergence with no rollback left): what ran still
+            # counts in a run's record (docs/training.md's runs table).
+            if run.chief and clock.seconds:
+                print('Stopped after %d iteration(s) (rollbacks included) in %.1f s%s'
+                      % (len(clock.seconds), time.perf_counter() - started,
+                         '; iteration time: %s' % clock.describe()
+                         if clock.median() is not None else ''))
+            raise
         finally:
             batcher.close()
             if writer:

@@ -182,6 +182,9 @@ def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch
     assert len(errors) == 1 and 'Traceback' not in captured.err
     assert 'the loss diverged at iteration 8' in errors[0]
     assert 'already rolled back to it 0 times in a row' in errors[0] and 'ReMAEN-4' in errors[0]
+    assert 'and no older checkpoint to step back to' in errors[0]
+    # What ran is still reported (8 iterations, the 2 high ones included).
+    assert 'Stopped after 8 iteration(s) (rollbacks included) in ' in captured.out
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
     assert sorted(os.path.basename(p) for p in os.listdir(folder) if p.endswith('.index')) \
         == ['ReMAEN-4.index']

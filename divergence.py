@@ -11,7 +11,7 @@ the batch loss of every iteration:
   none before ``MIN_HISTORY`` (20) of them (the first iterations of a run or a resume);
 - an iteration is **high** when its loss exceeds ``factor`` (``--divergence_factor``,
   default 10) times the reference. Batch losses of normal training stay within about 2x
-  their running median (the campaign's logged losses), a spike reaches 20-200x;
+  their running median (the campaign's logged losses), a spike reaches 20-5,000x;
 - while the latest iteration is high, periodic and final checkpoints are **held back**, so
   the newest checkpoint is from before the spike;
 - ``PATIENCE`` (5) high iterations in a row mean **diverged**: ``training`` restores the

@@ -421,10 +421,17 @@ def _remove(path):
         pass
 
 
+def _checkpoint_files(prefix):
+    """The file names of checkpoint ``prefix`` in its folder, index first (removed or moved
+    in this order, a half-handled checkpoint is never found)."""
+    folder, base = os.path.split(prefix)
+    return [base + '.index'] + sorted(n for n in _names(folder) if n.startswith(base + '.data-'))
+
+
 def _remove_checkpoint(prefix):
     """Index first: a half-removed checkpoint is never found, its data files are cleaned."""
-    folder, base = os.path.split(prefix)
-    for name in [base + '.index'] + [n for n in _names(folder) if n.startswith(base + '.data-')]:
+    folder = os.path.dirname(prefix)
+    for name in _checkpoint_files(prefix):
         _remove(os.path.join(folder, name))
 
 
@@ -487,8 +494,10 @@ class TrainingFolder(object):
         ``last_saved``. Returns the older prefix, or None (nothing moved) when the folder has
         no readable older checkpoint."""
         older = [p for s, p in sorted(steps(self.folder).items(), reverse=True)
-                 if s < step_of(prefix) and unreadable(p) is None]
-        if not older:
+                 if s < step_of(prefix)]
+        # Read newest first and stop at the first readable one (the folder may hold dozens).
+        target = next((p for p in older if unreadable(p) is None), None)
+        if target is None:
             return None
         aside = os.path.join(self.folder, DIVERGED_FOLDER)
         make_folder(aside)
@@ -497,13 +506,13 @@ class TrainingFolder(object):
         while os.path.exists(os.path.join(aside, name + '.index')):
             n += 1
             name = '%s-%d' % (base, n)
-        for old in [base + '.index'] + sorted(m for m in _names(self.folder)
-                                              if m.startswith(base + '.data-')):
+        for old in _checkpoint_files(prefix):
             os.replace(os.path.join(self.folder, old),
                        os.path.join(aside, name + old[len(base):]))
-        write_state(self.folder, older[0], older[1:self.keep][::-1])
-        self.last_saved = older[0]
-        return older[0]
+        rest = older[older.index(target) + 1:]
+        write_state(self.folder, target, rest[:self.keep - 1][::-1])
+        self.last_saved = target
+        return target
 
     def kept_for_good(self, step):
         """True for a step ``keep_every`` keeps out of the rotation."""

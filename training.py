@@ -416,14 +416,7 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
         if older:
             abandoned, target = target, older
     if not (single and target and guard.can_roll_back_to(target)):
-        why = ('a run of several processes is not rolled back' if not single
-               else 'no checkpoint to roll back to' if not target
-               else 'already rolled back to it %d times in a row, %s'
-               % (guard.rollbacks_to(target),
-                  'and stepped back %d time(s) without getting past iteration %d'
-                  % (guard.step_backs, guard.cliff) if guard.step_backs
-                  else 'and no older checkpoint to step back to'
-                  if guard.can_step_back() else 'and no step-back allowed'))
+        why = _no_rollback_reason(single, target, guard)
         raise TrainingError(
             'the loss diverged at iteration %d (%s; %s); stopped without saving (last good '
             'checkpoint: %s); rerun to resume from it, with --precision fp32 if it trained in '
@@ -461,6 +454,23 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
                      guard.max_step_backs,
                      os.path.join(run.store.folder, checkpoints.DIVERGED_FOLDER)))
     return back
+
+
+def _no_rollback_reason(single, target, guard):
+    """Why ``rollback`` cannot roll back to ``target`` (the error's middle part)."""
+    if not single:
+        return 'a run of several processes is not rolled back'
+    if not target:
+        return 'no checkpoint to roll back to'
+    if guard.step_backs:
+        after = ('and stepped back %d time(s) without getting past iteration %d'
+                 % (guard.step_backs, guard.cliff))
+    elif guard.can_step_back():
+        after = 'and no older checkpoint to step back to'
+    else:
+        after = 'and no step-back allowed'
+    return 'already rolled back to it %d times in a row, %s' % (guard.rollbacks_to(target),
+                                                                after)
 
 
 # ----------------------------------------------------------------------------- all steps

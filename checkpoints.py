@@ -7,6 +7,7 @@ tools and the tests ask it. ``<checkpoint_dir>/ReMAEN_<train_dataset>_<batch><su
     ReMAEN.index, ReMAEN.data-*                 weights only (authors' release, shipped, exports)
     checkpoint                                  TensorFlow's state file, naming the newest
     remaen_settings.json                        architecture and training settings
+    remaen_guard.json                           the divergence guard's recent batch losses
     remaen.lock                                 the training process writing here (pid, host)
 
 Its guarantees (one writer, atomic saves, cleanup after ``kill -9``, fallback from an unreadable
@@ -32,6 +33,7 @@ PREFIX = 'ReMAEN'
 STATE_FILE = 'checkpoint'
 SETTINGS_FILE = 'remaen_settings.json'
 LOCK_FILE = 'remaen.lock'
+GUARD_FILE = 'remaen_guard.json'   # recent normal batch losses (``TrainingFolder.save_losses``)
 DIVERGED_FOLDER = 'diverged'   # training checkpoints a run gave up (``TrainingFolder.set_aside``)
 # Variables a checkpoint may hold beyond the network's own weights (ignored on restore).
 _OPTIMIZER_VARIABLE = re.compile(r'(/Adam(_\d+)?$|^beta[12]_power(_\d+)?$|^global_step$)')
@@ -39,8 +41,9 @@ _STEP_INDEX = re.compile(r'^%s-(\d+)\.index$' % PREFIX)
 _DATA_FILE = re.compile(r'^(%s(?:-\d+)?)\.data-\d+-of-\d+$' % PREFIX)
 # Left by an interrupted save: TensorFlow's bundle writer (``.tempstate<n>``), its sharded
 # temporary folders (``_temp``), atomic state-file writes (``checkpoint.tmp<hex>``) and ours.
-_TEMPORARY = re.compile(r'^(%s.*\.tempstate\d*|%s(-\d+)?_temp.*|%s\.tmp.*|%s\.tmp)$'
-                        % (PREFIX, PREFIX, re.escape(STATE_FILE), re.escape(SETTINGS_FILE)))
+_TEMPORARY = re.compile(r'^(%s.*\.tempstate\d*|%s(-\d+)?_temp.*|%s\.tmp.*|(%s|%s)\.tmp)$'
+                        % (PREFIX, PREFIX, re.escape(STATE_FILE), re.escape(SETTINGS_FILE),
+                           re.escape(GUARD_FILE)))
 _STATE_NEWEST = re.compile(r'^\s*model_checkpoint_path\s*:\s*"(.+)"\s*$', re.M)
 
 # Folders of the shipped models (weights only, with remaen_settings.json), by --model name.
@@ -513,6 +516,40 @@ class TrainingFolder(object):
         write_state(self.folder, target, rest[:self.keep - 1][::-1])
         self.last_saved = target
         return target
+
+    def save_losses(self, step, run_settings, losses):
+        """Write ``remaen_guard.json`` atomically: the divergence guard's recent normal batch
+        losses up to iteration ``step`` (floats, oldest first) and the settings of the run
+        they come from (``run_settings``: a JSON-able dict, e.g. what ``save_settings``
+        stores). A resume reads them back (``recent_losses``) so that its first iterations
+        are judged too. CheckpointError when it cannot be written."""
+        _atomic_write(os.path.join(self.folder, GUARD_FILE),
+                      json.dumps({'step': int(step), 'settings': run_settings,
+                                  'losses': [float(v) for v in losses]}, sort_keys=True))
+
+    def recent_losses(self, run_settings):
+        """The batch losses ``save_losses`` stored, oldest first: [] when there are none, and
+        with a note (``log``) when the file is unreadable or belongs to other settings (other
+        data or recipe: its losses say nothing about this run's). Returns (losses, step)."""
+        path = os.path.join(self.folder, GUARD_FILE)
+        try:
+            with open(path, encoding='utf-8') as handle:
+                stored = json.load(handle)
+            losses = [float(v) for v in stored['losses']]
+            step = int(stored['step'])
+            if not all(np.isfinite(losses)):
+                raise ValueError('a loss is not finite')
+        except FileNotFoundError:
+            return [], None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            self.log('note: ignored %s (%s): the divergence guard judges from the losses of '
+                     'this run only' % (path, _first_line(exc)))
+            return [], None
+        if stored.get('settings') != json.loads(json.dumps(run_settings)):
+            self.log('note: ignored %s: its batch losses come from a run with other settings '
+                     '(the divergence guard judges from the losses of this run only)' % path)
+            return [], None
+        return losses, step
 
     def kept_for_good(self, step):
         """True for a step ``keep_every`` keeps out of the rotation."""

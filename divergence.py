@@ -8,7 +8,10 @@ also rotate every good checkpoint out of the folder within 200 iterations. The g
 the batch loss of every iteration:
 
 - its **reference** is the median of the last ``WINDOW`` (100) normal batch losses; there is
-  none before ``MIN_HISTORY`` (20) of them (the first iterations of a run or a resume);
+  none before ``MIN_HISTORY`` (20) of them (the first iterations of a run). Every checkpoint
+  save stores them beside it (``remaen_guard.json``) and a resume starts from them: the
+  campaign's 8,750 spiked 12 iterations after a resume, before the guard had its 20, and
+  the spike's losses became the reference;
 - an iteration is **high** when its loss exceeds ``factor`` (``--divergence_factor``,
   default 10) times the reference. Batch losses of normal training stay within about 2x
   their running median (the campaign's logged losses), a spike reaches 20-5,000x;
@@ -90,6 +93,12 @@ class DivergenceGuard(object):
         if len(self.history) < self.min_history:
             return None
         return float(np.median(self.history))
+
+    def preload(self, losses):
+        """Take the normal batch losses of the run before a resume (oldest first; the newest
+        ``window`` are kept) as the start of the history, so the first iterations after the
+        resume are judged too (``checkpoints.TrainingFolder.recent_losses``)."""
+        self.history.extend(float(v) for v in losses)
 
     def observe(self, loss):
         """Judge one iteration's batch loss. Returns OK, HIGH or DIVERGED.

@@ -282,11 +282,35 @@ def restore_or_init(args, run, graph):
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(args, run, graph, session, step):
+def save_checkpoint(args, run, graph, session, step, guard=None):
     """Save ``ReMAEN-<step>`` (the whole training state) and apply ``--keep_checkpoints``
-    (``checkpoints.TrainingFolder.save``). Returns step."""
+    (``checkpoints.TrainingFolder.save``); then, with an enabled ``guard``, its recent batch
+    losses (``remaen_guard.json``, read back by ``preload_guard`` on resume). Returns step."""
     run.store.save(session, graph.saver, step)
+    if guard is not None and guard.enabled:
+        run.store.save_losses(step, stored_settings(args, run), guard.history)
     return step
+
+
+def stored_settings(args, run):
+    """The settings written beside the checkpoints (``remaen_settings.json``); also what the
+    guard's stored losses must match to be used. ``train_pairs``: the training-set size,
+    reported by reproduce.py (Rain100H caveat)."""
+    return dict(settings.run_settings(args), train_pairs=len(run.pairs))
+
+
+def preload_guard(args, run, guard, step):
+    """A resume (chief, guard enabled) starts the guard from the batch losses stored with
+    the checkpoints, so that a spike in its first iterations is caught (divergence.py)."""
+    if not (run.chief and guard.enabled and step > 0):
+        return
+    losses, stored_at = run.store.recent_losses(stored_settings(args, run))
+    guard.preload(losses)
+    if losses:
+        reference = guard.reference()
+        print('Divergence guard: judging from the %d batch losses stored at iteration %d '
+              '(median %s)' % (len(guard.history), stored_at, 'none yet' if reference is None
+                               else '%.4g' % reference))
 
 
 # ----------------------------------------------------------------------------- step 4
@@ -376,7 +400,7 @@ def loop(args, run, graph, session, step, batcher, writer, stop, bar, clock=None
                 bar.write('note: checkpoint of iteration %d held back: %s'
                           % (step, guard.describe()))
             else:
-                last_saved = save_checkpoint(args, run, graph, session, step)
+                last_saved = save_checkpoint(args, run, graph, session, step, guard)
         clock.seconds.append(time.perf_counter() - started)
         if not run.chief:
             continue
@@ -534,9 +558,7 @@ def _train(args, run):
                                           memory_budget_mb=args.memory_budget_mb, start=step)
         writer = None
         if run.chief:
-            # train_pairs: the training-set size, reported by reproduce.py (Rain100H caveat).
-            checkpoints.save_settings(run.folder, dict(settings.run_settings(args),
-                                                       train_pairs=len(run.pairs)))
+            checkpoints.save_settings(run.folder, stored_settings(args, run))
             import quiet
             tf = quiet.import_tf()
             writer = tf.summary.FileWriter(run.log_dir, graph.graph if step == 0 else None)
@@ -544,6 +566,7 @@ def _train(args, run):
         clock = IterationClock()
         # Only the chief judges the loss: it alone saves, and its stop releases the others.
         guard = divergence.DivergenceGuard(args.divergence_factor if run.chief else 0)
+        preload_guard(args, run, guard, step)
         try:
             with StopFlag() as stop, Progress(args.iterations, 'train', unit='it',
                                               initial=step, enabled=run.chief) as bar:
@@ -562,7 +585,7 @@ def _train(args, run):
                     print('note: the checkpoint of iteration %d is held back (%s); the newest '
                           'checkpoint is %s' % (step, guard.describe(), run.store.last_saved))
                 else:
-                    last_saved = save_checkpoint(args, run, graph, session, step)
+                    last_saved = save_checkpoint(args, run, graph, session, step, guard)
             distributed.dump_variables(session, _global_variables(graph), step,
                                        _replica_name(run))
             elapsed = time.perf_counter() - started

@@ -189,7 +189,7 @@ def test_interrupted_save_leftovers_are_removed_at_the_next_start(tmp_path):
     tiny.save(store, 1)
     store.close()
     leftovers = ['ReMAEN-2.index.tempstate77', 'ReMAEN-2.data-00000-of-00001',
-                 'checkpoint.tmp4f2a', 'remaen_settings.json.tmp']
+                 'checkpoint.tmp4f2a', 'remaen_settings.json.tmp', 'remaen_guard.json.tmp']
     for name in leftovers:
         (tmp_path / name).write_text('x')
     (tmp_path / 'ReMAEN-3_temp').mkdir()

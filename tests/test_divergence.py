@@ -1,6 +1,7 @@
 """The divergence guard: loss judgement, held-back checkpoints, rollback of a real run."""
 import functools
 import io
+import json
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import write_pairs
+import checkpoints
 import dataloader
 import divergence
 import evaluation
@@ -40,6 +42,38 @@ def test_guard_judges_against_the_median_of_recent_normal_losses():
     guard.rolled_back('ReMAEN-4')
     assert guard.rollbacks == 1 and guard.high_run == 0
     assert guard.reference() == pytest.approx(reference)
+
+
+def test_preloaded_losses_judge_the_first_iterations_of_a_resume():
+    guard = divergence.DivergenceGuard(factor=4, window=5, min_history=3, patience=2)
+    before = [0.010, 0.012, 0.011, 0.009, 0.013, 0.010, 0.011]
+    guard.preload(before)
+    assert list(guard.history) == before[-5:]           # the newest window
+    reference = float(np.median(before[-5:]))
+    assert guard.reference() == pytest.approx(reference)
+    assert [guard.observe(v) for v in (5 * reference, 6 * reference)] == ['high', 'diverged']
+    # Without them the same spike would have become the reference.
+    blind = divergence.DivergenceGuard(factor=4, window=5, min_history=3, patience=2)
+    assert [blind.observe(v) for v in (5 * reference, 6 * reference)] == ['ok', 'ok']
+
+
+def test_stored_losses_come_back_only_for_the_same_settings(tmp_path):
+    notes = []
+    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=notes.append)
+    try:
+        assert store.recent_losses({'batch_size': 32}) == ([], None) and notes == []
+        losses = list(np.random.default_rng(1).random(7) * 1e-3)
+        store.save_losses(8750, {'batch_size': 32, 'model': {'stages': 3}}, losses)
+        back, step = store.recent_losses({'batch_size': 32, 'model': {'stages': 3}})
+        assert step == 8750 and back == pytest.approx(losses, rel=0, abs=0)
+        assert store.recent_losses({'batch_size': 16, 'model': {'stages': 3}}) == ([], None)
+        assert 'other settings' in notes[-1] and checkpoints.GUARD_FILE in notes[-1]
+        with open(os.path.join(str(tmp_path), checkpoints.GUARD_FILE), 'w') as handle:
+            handle.write('{"step": 3, "losses": [0.1, NaN]')
+        assert store.recent_losses({'batch_size': 32}) == ([], None)
+        assert notes[-1].startswith('note: ignored ') and 'this run only' in notes[-1]
+    finally:
+        store.close()
 
 
 def test_rollbacks_are_limited_per_checkpoint_not_per_run():
@@ -239,3 +273,37 @@ def test_a_checkpoint_that_keeps_diverging_is_set_aside_for_the_one_before(spiki
     assert int(tf.train.load_variable(os.path.join(folder, 'ReMAEN-6'), 'global_step')) == 6
     rows = evaluation.read_curve(os.path.join(root, 'logs', 'ReMAEN_Tiny_1', 'curve.csv'))
     assert [r['step'] for r in rows if r['stage'] == 3] == [0, 3, 6, 9, 12]
+
+
+def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsys):
+    root, flags = spiking
+    observed = []
+
+    class Recording(divergence.DivergenceGuard):
+        def observe(self, loss):
+            observed.append(float(loss))
+            return super().observe(loss)
+
+    monkeypatch.setattr(divergence, 'DivergenceGuard',
+                        functools.partial(Recording, min_history=3, window=10, patience=3))
+    monkeypatch.setattr(CorruptingBatcher, 'spike', ())
+    assert main.main(flags + ['--iterations', '12']) == 0
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    with open(os.path.join(folder, checkpoints.GUARD_FILE)) as handle:
+        stored = json.load(handle)
+    # Saved with ReMAEN-12: the last window (10) of the 12 batch losses, all normal.
+    assert stored['step'] == 12 and stored['losses'] == pytest.approx(observed[-10:])
+    median = np.median(observed[-10:])
+    capsys.readouterr()
+    # The resumed run's first three batches are corrupted: judged against the stored losses
+    # (this run has none of its own yet), they roll it back to the checkpoint it resumed.
+    monkeypatch.setattr(CorruptingBatcher, 'spike', (1, 2, 3))
+    assert main.main(flags + ['--iterations', '16']) == 0
+    out = capsys.readouterr().out
+    assert ('Divergence guard: judging from the 10 batch losses stored at iteration 12 '
+            '(median %.4g)' % median) in out
+    assert ('warning: the loss diverged at iteration 15' in out
+            and 'rolled back to ReMAEN-12 (iteration 12)' in out)
+    prefix = os.path.join(folder, 'ReMAEN-16')
+    # 12 restored steps + 4 after the rollback.
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 17, rel=1e-6)

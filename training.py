@@ -284,10 +284,12 @@ def restore_or_init(args, run, graph):
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(args, run, graph, session, step, guard=None):
     """Save ``ReMAEN-<step>`` (the whole training state) and apply ``--keep_checkpoints``
-    (``checkpoints.TrainingFolder.save``); then, with an enabled ``guard``, its recent batch
-    losses (``remaen_guard.json``, read back by ``preload_guard`` on resume). Returns step."""
+    (``checkpoints.TrainingFolder.save``); then the ``guard``'s recent batch losses
+    (``remaen_guard.json``, read back by ``preload_guard`` on resume). A disabled guard
+    (``--divergence_factor 0``) keeps all of them: a later guarded resume then judges against
+    the loss level the run had reached, not an older one. Returns step."""
     run.store.save(session, graph.saver, step)
-    if guard is not None and guard.enabled:
+    if guard is not None:
         run.store.save_losses(step, stored_settings(args, run), guard.history)
     return step
 

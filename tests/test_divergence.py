@@ -286,17 +286,20 @@ def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsy
 
     monkeypatch.setattr(divergence, 'DivergenceGuard',
                         functools.partial(Recording, min_history=3, window=10, patience=3))
-    monkeypatch.setattr(CorruptingBatcher, 'spike', ())
-    assert main.main(flags + ['--iterations', '12']) == 0
+    # A first run without the guard (factor 0), through two corrupted batches.
+    monkeypatch.setattr(CorruptingBatcher, 'spike', (5, 6))
+    assert main.main(flags + ['--iterations', '12', '--divergence_factor', '0']) == 0
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
     with open(os.path.join(folder, checkpoints.GUARD_FILE)) as handle:
         stored = json.load(handle)
-    # Saved with ReMAEN-12: the last window (10) of the 12 batch losses, all normal.
+    # Saved with ReMAEN-12: the last window (10) of the 12 batch losses, the high ones too
+    # (nothing judged them): the loss level the run reached.
     assert stored['step'] == 12 and stored['losses'] == pytest.approx(observed[-10:])
+    assert max(observed[4:6]) > 3 * np.median(observed)
     median = np.median(observed[-10:])
     capsys.readouterr()
-    # The resumed run's first three batches are corrupted: judged against the stored losses
-    # (this run has none of its own yet), they roll it back to the checkpoint it resumed.
+    # The resumed run (guard on) has its first three batches corrupted: judged against the
+    # stored losses (it has none of its own yet), they roll it back to the one it resumed.
     monkeypatch.setattr(CorruptingBatcher, 'spike', (1, 2, 3))
     assert main.main(flags + ['--iterations', '16']) == 0
     out = capsys.readouterr().out

@@ -598,7 +598,9 @@ def _train(args, run):
                 print('Interrupted by %s at iteration %d: %s, exiting.'
                       % (signal.Signals(stop.signal).name, step,
                          'the chief saves the checkpoint' if not run.chief
-                         else 'checkpoint saved' if saved else 'nothing trained, no checkpoint'))
+                         else 'nothing trained, no checkpoint' if not saved
+                         else 'its checkpoint held back, the newest is %s' % saved
+                         if step != last_saved else 'checkpoint saved'))
             where = ('checkpoint: %s' % (saved or 'none written') if run.chief
                      else 'checkpoints are written by %s only' % _chief_name(run))
             print('Trained iterations %d..%d in %.1f s (%.2f it/s); %s; waited for data '

@@ -3,6 +3,7 @@ import functools
 import io
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -310,3 +311,26 @@ def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsy
     prefix = os.path.join(folder, 'ReMAEN-16')
     # 12 restored steps + 4 after the rollback.
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 17, rel=1e-6)
+
+
+def test_a_stop_signal_during_a_spike_keeps_the_last_good_checkpoint(spiking, monkeypatch,
+                                                                    capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=5)
+
+    class StoppedInSpike(CorruptingBatcher):
+        """SIGTERM arrives while the second corrupted batch trains (iteration 8)."""
+
+        def next_batch(self):
+            batch = super().next_batch()
+            if self.batches_served == SPIKE[1]:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return batch
+    monkeypatch.setattr(dataloader, 'TrainBatcher', StoppedInSpike)
+    assert main.main(flags + ['--iterations', '12']) == 0
+    out = capsys.readouterr().out
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    newest = os.path.join(folder, 'ReMAEN-4')
+    assert ('Interrupted by SIGTERM at iteration 8: its checkpoint held back, the newest is %s, '
+            'exiting.' % newest) in out
+    assert sorted(n for n in os.listdir(folder) if n.endswith('.index')) == ['ReMAEN-4.index']

@@ -595,12 +595,16 @@ def _train(args, run):
             # when nothing was trained yet (e.g. stopped during the first evaluation).
             saved = run.store.last_saved if run.chief else None
             if stop.signal is not None:
+                if not run.chief:
+                    kept = 'the chief saves the checkpoint'
+                elif not saved:
+                    kept = 'nothing trained, no checkpoint'
+                elif step != last_saved:
+                    kept = 'its checkpoint held back, the newest is %s' % saved
+                else:
+                    kept = 'checkpoint saved'
                 print('Interrupted by %s at iteration %d: %s, exiting.'
-                      % (signal.Signals(stop.signal).name, step,
-                         'the chief saves the checkpoint' if not run.chief
-                         else 'nothing trained, no checkpoint' if not saved
-                         else 'its checkpoint held back, the newest is %s' % saved
-                         if step != last_saved else 'checkpoint saved'))
+                      % (signal.Signals(stop.signal).name, step, kept))
             where = ('checkpoint: %s' % (saved or 'none written') if run.chief
                      else 'checkpoints are written by %s only' % _chief_name(run))
             print('Trained iterations %d..%d in %.1f s (%.2f it/s); %s; waited for data '

@@ -35,6 +35,10 @@ SETTINGS_FILE = 'remaen_settings.json'
 LOCK_FILE = 'remaen.lock'
 GUARD_FILE = 'remaen_guard.json'   # recent normal batch losses (``TrainingFolder.save_losses``)
 DIVERGED_FOLDER = 'diverged'   # training checkpoints a run gave up (``TrainingFolder.set_aside``)
+# Settings the guard's stored losses need not share with the resuming run: the learning rate
+# and its schedule change the steps to come, not the loss level of the checkpoint's weights
+# (and the guard's own error suggests resuming with a lower --lr).
+GUARD_IGNORED_SETTINGS = ('lr', 'lr_decay_step')
 # Variables a checkpoint may hold beyond the network's own weights (ignored on restore).
 _OPTIMIZER_VARIABLE = re.compile(r'(/Adam(_\d+)?$|^beta[12]_power(_\d+)?$|^global_step$)')
 _STEP_INDEX = re.compile(r'^%s-(\d+)\.index$' % PREFIX)
@@ -57,6 +61,17 @@ NETWORK_FLAGS = ('channel_dim', 'stages', 'dilations', 'shared_attention', 'skip
 
 class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, in use or does not fit the model (one line)."""
+
+
+def _differing_settings(stored, current):
+    """The names of the settings (``run_settings`` keys) in which ``stored`` differs from
+    ``current``, ``GUARD_IGNORED_SETTINGS`` left out; ValueError when ``stored`` is not a
+    dict (a file written by hand)."""
+    if not isinstance(stored, dict):
+        raise ValueError('no settings stored')
+    current = json.loads(json.dumps(current))
+    names = (set(stored) | set(current)) - set(GUARD_IGNORED_SETTINGS)
+    return sorted(n for n in names if stored.get(n) != current.get(n))
 
 
 def _first_line(exc):
@@ -530,7 +545,8 @@ class TrainingFolder(object):
     def recent_losses(self, run_settings):
         """The batch losses ``save_losses`` stored, oldest first: [] when there are none, and
         with a note (``log``) when the file is unreadable or belongs to other settings (other
-        data or recipe: its losses say nothing about this run's). Returns (losses, step)."""
+        data, model or batch: its losses say nothing about this run's; the learning rate,
+        ``GUARD_IGNORED_SETTINGS``, may differ). Returns (losses, step)."""
         path = os.path.join(self.folder, GUARD_FILE)
         try:
             with open(path, encoding='utf-8') as handle:
@@ -539,15 +555,17 @@ class TrainingFolder(object):
             step = int(stored['step'])
             if not all(np.isfinite(losses)):
                 raise ValueError('a loss is not finite')
+            differ = _differing_settings(stored.get('settings'), run_settings)
         except FileNotFoundError:
             return [], None
         except (OSError, ValueError, TypeError, KeyError) as exc:
             self.log('note: ignored %s (%s): the divergence guard judges from the losses of '
                      'this run only' % (path, _first_line(exc)))
             return [], None
-        if stored.get('settings') != json.loads(json.dumps(run_settings)):
+        if differ:
             self.log('note: ignored %s: its batch losses come from a run with other settings '
-                     '(the divergence guard judges from the losses of this run only)' % path)
+                     '(%s; the divergence guard judges from the losses of this run only)'
+                     % (path, ', '.join(differ)))
             return [], None
         return losses, step
 

@@ -296,7 +296,8 @@ def save_checkpoint(args, run, graph, session, step, guard=None):
 
 def stored_settings(args, run):
     """The settings written beside the checkpoints (``remaen_settings.json``); also what the
-    guard's stored losses must match to be used. ``train_pairs``: the training-set size,
+    guard's stored losses must match to be used (but for the learning rate,
+    ``checkpoints.GUARD_IGNORED_SETTINGS``). ``train_pairs``: the training-set size,
     reported by reproduce.py (Rain100H caveat)."""
     return dict(settings.run_settings(args), train_pairs=len(run.pairs))
 

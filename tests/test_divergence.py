@@ -68,7 +68,20 @@ def test_stored_losses_come_back_only_for_the_same_settings(tmp_path):
         back, step = store.recent_losses({'batch_size': 32, 'model': {'stages': 3}})
         assert step == 8750 and back == pytest.approx(losses, rel=0, abs=0)
         assert store.recent_losses({'batch_size': 16, 'model': {'stages': 3}}) == ([], None)
-        assert 'other settings' in notes[-1] and checkpoints.GUARD_FILE in notes[-1]
+        assert 'other settings (batch_size;' in notes[-1] and checkpoints.GUARD_FILE in notes[-1]
+        # The learning rate and its schedule may differ: they change the steps to come, not
+        # the loss level of the checkpoint (the guard's error suggests a lower --lr).
+        lower = {'batch_size': 32, 'model': {'stages': 3}, 'lr': 1e-4, 'lr_decay_step': 1}
+        count = len(notes)
+        assert store.recent_losses(lower)[1] == 8750 and len(notes) == count
+        store.save_losses(8760, {'batch_size': 32, 'model': {'stages': 3}, 'lr': 1e-3}, losses)
+        assert store.recent_losses(lower) == (pytest.approx(losses, rel=0, abs=0), 8760)
+        assert store.recent_losses({'batch_size': 32, 'model': {'stages': 2}, 'lr': 1e-3}) \
+            == ([], None) and '(model;' in notes[-1]
+        with open(os.path.join(str(tmp_path), checkpoints.GUARD_FILE), 'w') as handle:
+            handle.write('{"step": 3, "losses": [0.1], "settings": [32]}')
+        assert store.recent_losses({'batch_size': 32}) == ([], None)
+        assert 'no settings stored' in notes[-1]
         with open(os.path.join(str(tmp_path), checkpoints.GUARD_FILE), 'w') as handle:
             handle.write('{"step": 3, "losses": [0.1, NaN]')
         assert store.recent_losses({'batch_size': 32}) == ([], None)

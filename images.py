@@ -44,7 +44,11 @@ _PNG_ALPHA_TYPES = (4, 6)      # gray + alpha, RGBA (IHDR colour type)
 
 
 class DataWarning(UserWarning):
-    """An image was converted on load (grayscale, alpha, 16-bit) or a setting looks wrong."""
+    """An image was converted on load (grayscale, alpha, 16-bit) or a setting looks wrong.
+
+    The CLI shows it as one ``note:`` line, without Python's file and source line
+    (``cli_note``; ``quiet.setup``)."""
+    cli_note = True
 
 
 _WARNED = set()        # kinds of DataWarning already reported in this process
@@ -93,7 +97,7 @@ def _read_oriented(path):
         image, data = None, None
     if image is None or image.size == 0:
         raise DataError('cannot read image {} (unreadable or corrupt file); replace it or '
-                        'remove it from the dataset'.format(path))
+                        'remove it'.format(path))
     header = bytes(data[:26])
     alpha = header[:8] == _SIGNATURES[0][1] and header[25:26] and header[25] in _PNG_ALPHA_TYPES
     return image, bool(alpha)

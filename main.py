@@ -17,6 +17,7 @@ import sys
 import checkpoints
 import dataloader
 import errors
+import images
 import inference
 import quiet
 import settings
@@ -82,7 +83,10 @@ def input_pairs(args):
         pairs = dataloader.folder_images(path)
         label = os.path.basename(os.path.abspath(path))
     elif stat.S_ISREG(mode):
-        dataloader.read_image(path)  # a clear error for unreadable files, before TF starts
+        # A clear error for unreadable files, before TF starts: what the file is, then
+        # whether it decodes.
+        images.check_file(path)
+        dataloader.read_image(path)
         label = os.path.splitext(os.path.basename(path))[0]
         pairs = [dataloader.Pair(label, path, None, None)]
     else:

@@ -34,7 +34,7 @@ NOISY_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, UserWarning, 
 WARNING_FILTERS = tuple('ignore::%s:%s' % (category.__name__, NOISY_MODULES)
                         for category in NOISY_CATEGORIES)
 
-_state = {'verbose': None}
+_state = {'verbose': None, 'showwarning': warnings.showwarning}
 
 
 def is_verbose(verbose=False):
@@ -77,7 +77,22 @@ def setup(verbose=False):
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
     for category in NOISY_CATEGORIES:
         warnings.filterwarnings('ignore', category=category, module=NOISY_MODULES)
+    if warnings.showwarning is not _show_warning:
+        _state['showwarning'] = warnings.showwarning
+        warnings.showwarning = _show_warning
     return False
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` of a quiet run: a warning whose category has ``cli_note``
+    (``images.DataWarning``: an image converted on load) is one ``note: <message>`` line on
+    standard error; any other goes to the previous hook (Python's file:line format)."""
+    if getattr(category, 'cli_note', False):
+        stream = file if file is not None else sys.stderr
+        if stream is not None:
+            stream.write('note: %s\n' % message)
+        return
+    _state['showwarning'](message, category, filename, lineno, file, line)
 
 
 def has_nvidia_device():

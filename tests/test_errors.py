@@ -118,6 +118,15 @@ def test_inputs_that_are_not_photos(tmp_path, capsys):
     (text / 'a.png').write_text('not an image')
     cases = [(str(text), [os.path.join(str(text), 'a.png'), 'is not an image']),
              (str(tmp_path / 'missing'), ['missing', 'does not exist'])]
+    # A single file says what it is, as in a folder (not only that it does not decode).
+    (tmp_path / 'empty.png').write_bytes(b'')
+    half = photo(tmp_path / 'whole.jpg')
+    with open(half, 'rb') as handle:
+        data = handle.read()
+    (tmp_path / 'half.jpg').write_bytes(data[:len(data) // 2])
+    cases += [(str(text / 'a.png'), [os.path.join(str(text), 'a.png'), 'is not an image']),
+              (str(tmp_path / 'empty.png'), ['empty.png', 'is not an image', 'it is empty']),
+              (str(tmp_path / 'half.jpg'), ['half.jpg', 'corrupt', 'replace it'])]
     if os.path.exists('/dev/null'):
         cases.append(('/dev/null', ['/dev/null', 'not an image file or a folder']))
     for path, words in cases:

@@ -29,7 +29,15 @@ the batch loss of every iteration:
   folder; the suspect one moves to ``<folder>/diverged/`` (out of the way of a resume, not
   deleted). After ``MAX_STEP_BACKS`` (2) step-backs without getting past the checkpoint last
   given up (no rollback to a newer one since), or with no older checkpoint, it stops with
-  an error instead.
+  an error instead;
+- a checkpoint saved fewer than ``MARGIN`` (8) iterations before the first high iteration
+  of a divergence is **passed over** at once, as a step-back without the retries: in the
+  campaign a spike was already under way some iterations before the loss rose (the shared
+  SE biases' steps grew for 8 iterations, docs/training.md), and the checkpoints given up
+  after four divergences in a row had the loss rise 2-14 iterations after them (9,543: 2,
+  four times on different batches), those that trained on after one rollback 6 and 12
+  (9,075, 9,575). Passing over uses the step-backs' count, and is skipped when none is left
+  or no older checkpoint exists (the run retries the newest, as before).
 
 A single high batch (a hard crop) only holds one save back; nothing changes the recipe while
 the loss is normal. This module is plain Python and numpy; the rollback itself is
@@ -44,6 +52,7 @@ MIN_HISTORY = 20    # normal batch losses needed before the guard judges
 PATIENCE = 5        # high iterations in a row that mean diverged
 MAX_ROLLBACKS = 3   # rollbacks to one checkpoint before stepping back past it
 MAX_STEP_BACKS = 2  # step-backs in a row (nothing newer reached) before training stops
+MARGIN = 8          # a checkpoint this close before a divergence's first high loss is passed over
 DEFAULT_FACTOR = 10.0
 
 OK, HIGH, DIVERGED = 'ok', 'high', 'diverged'
@@ -55,8 +64,8 @@ class DivergenceGuard(object):
     Args:
       factor: a loss above ``factor`` x the reference is high; 0 (or less) disables the
         guard (every loss is OK).
-      window, min_history, patience, max_rollbacks, max_step_backs: see the module
-        docstring.
+      window, min_history, patience, max_rollbacks, max_step_backs, margin: see the module
+        docstring (``margin`` 0: never pass a checkpoint over).
 
     Attributes:
       high_run: high iterations in a row up to the latest one.
@@ -69,11 +78,13 @@ class DivergenceGuard(object):
     """
 
     def __init__(self, factor=DEFAULT_FACTOR, window=WINDOW, min_history=MIN_HISTORY,
-                 patience=PATIENCE, max_rollbacks=MAX_ROLLBACKS, max_step_backs=MAX_STEP_BACKS):
+                 patience=PATIENCE, max_rollbacks=MAX_ROLLBACKS, max_step_backs=MAX_STEP_BACKS,
+                 margin=MARGIN):
         if (min_history < 1 or window < min_history or patience < 1 or max_rollbacks < 0
-                or max_step_backs < 0):
+                or max_step_backs < 0 or margin < 0):
             raise ValueError('need 1 <= min_history <= window, patience >= 1, '
-                             'max_rollbacks >= 0, max_step_backs >= 0')
+                             'max_rollbacks >= 0, max_step_backs >= 0, margin >= 0')
+        self.margin = int(margin)
         self.factor = float(factor)
         self.min_history, self.patience = int(min_history), int(patience)
         self.max_rollbacks, self.max_step_backs = int(max_rollbacks), int(max_step_backs)
@@ -132,6 +143,15 @@ class DivergenceGuard(object):
     def can_step_back(self):
         """False after ``max_step_backs`` step-backs without getting past the last cliff."""
         return self.step_backs < self.max_step_backs
+
+    def first_high(self, step):
+        """The first iteration of the high ones in a row that end at iteration ``step``."""
+        return step - self.high_run + 1
+
+    def too_close(self, checkpoint_step, first_high):
+        """True when a checkpoint of ``checkpoint_step`` was saved fewer than ``margin``
+        iterations before ``first_high`` (the spike was likely under way): pass it over."""
+        return first_high - checkpoint_step < self.margin
 
     def stepped_back(self, abandoned_step):
         """Record that the checkpoint of ``abandoned_step`` was given up for an older one."""

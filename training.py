@@ -426,22 +426,34 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
     START event at the restored step hides the discarded points); the crop sampler goes on
     with the next batches. After ``MAX_ROLLBACKS`` rollbacks in a row to one checkpoint it
     **steps back**: that checkpoint is set aside (``TrainingFolder.set_aside``) and the run
-    restores the one before it. A run of several processes (Horovod, TF_CONFIG), a run with
-    no checkpoint yet, or one with no step-back left (``MAX_STEP_BACKS``, or no older
-    checkpoint) stops with TrainingError instead.
+    restores the one before it; so it does at once with a checkpoint saved fewer than
+    ``divergence.MARGIN`` iterations before the first high loss (``guard.too_close``). A
+    run of several processes (Horovod, TF_CONFIG), a run with no checkpoint yet, or one with
+    no step-back left (``MAX_STEP_BACKS``, or no older checkpoint) that may not roll back to
+    the newest (``MAX_ROLLBACKS``) stops with TrainingError instead.
     """
     target = run.store.last_saved if run.store else None
     single = run.cluster is None and run.hvd is None
-    abandoned = None
-    if single and target and not guard.can_roll_back_to(target) and guard.can_step_back():
+    first_high = guard.first_high(step)
+    given_up = []   # (prefix, what it did), newest first: set aside for an older checkpoint
+    while single and target and guard.step_backs + len(given_up) < guard.max_step_backs:
+        if not guard.can_roll_back_to(target):
+            why = 'diverged %d times in a row' % (guard.max_rollbacks + 1)
+        elif guard.too_close(checkpoints.step_of(target), first_high):
+            why = ('was saved %d iteration(s) before the loss rose (iteration %d)'
+                   % (first_high - checkpoints.step_of(target), first_high))
+        else:
+            break
         try:
             older = run.store.set_aside(target)
         except OSError as exc:
             raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
                                 'cannot be moved aside (%s); stopped without saving'
                                 % (step, guard.describe(), target, exc.strerror or exc))
-        if older:
-            abandoned, target = target, older
+        if not older:
+            break
+        given_up.append((target, why))
+        target = older
     if not (single and target and guard.can_roll_back_to(target)):
         why = _no_rollback_reason(single, target, guard)
         raise TrainingError(
@@ -462,7 +474,7 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
         raise TrainingError('the loss diverged at iteration %d (%s) and its checkpoint %s '
                             'cannot be restored (%s); stopped without saving'
                             % (step, guard.describe(), target, errors_reason(exc)))
-    if abandoned:
+    for abandoned, _ in given_up:
         guard.stepped_back(checkpoints.step_of(abandoned))
     guard.rolled_back(target, back)
     truncate_curve(os.path.join(run.log_dir, CURVE_FILE), back)
@@ -474,10 +486,10 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
               'in a row to this checkpoint)'
               % (step, guard.describe(), os.path.basename(target), back, guard.rollbacks,
                  guard.repeats, guard.max_rollbacks))
-    if abandoned:
-        bar.write('warning: %s diverged %d times in a row: stepped back to the checkpoint '
-                  'before it (step-back %d of at most %d) and moved it to %s'
-                  % (os.path.basename(abandoned), guard.max_rollbacks + 1, guard.step_backs,
+    for number, (abandoned, why) in enumerate(given_up, guard.step_backs - len(given_up) + 1):
+        bar.write('warning: %s %s: stepped back to the checkpoint before it (step-back %d of '
+                  'at most %d) and moved it to %s'
+                  % (os.path.basename(abandoned), why, number,
                      guard.max_step_backs,
                      os.path.join(run.store.folder, checkpoints.DIVERGED_FOLDER)))
     return back

@@ -119,6 +119,20 @@ def test_step_backs_are_limited_until_the_run_gets_past_the_cliff():
     assert guard.rollbacks == 5
 
 
+def test_a_checkpoint_saved_just_before_the_loss_rose_is_too_close():
+    guard = divergence.DivergenceGuard(factor=10, min_history=3, patience=3, margin=8)
+    for loss in (1.0, 1.1, 0.9, 1.0):
+        guard.observe(loss)
+    assert [guard.observe(v) for v in (20.0, 30.0, 40.0)] == ['high', 'high', 'diverged']
+    # Iterations 9,545-9,547 were high (9,547 diverged): 9,543 is 2 before the rise.
+    assert guard.first_high(9547) == 9545
+    assert guard.too_close(9543, 9545) and guard.too_close(9538, 9545)
+    assert not guard.too_close(9537, 9545) and not guard.too_close(9525, 9545)
+    assert not divergence.DivergenceGuard(margin=0).too_close(9545, 9545)
+    with pytest.raises(ValueError):
+        divergence.DivergenceGuard(margin=-1)
+
+
 def test_guard_with_factor_zero_never_judges_and_bad_settings_are_refused():
     guard = divergence.DivergenceGuard(factor=0, min_history=1, window=1)
     assert not guard.enabled
@@ -193,6 +207,9 @@ def spiking(tmp_path, monkeypatch):
 
 
 def guard_with(monkeypatch, **kwargs):
+    """The guard with a short history; ``margin`` 0 unless given (no checkpoint passed over:
+    the tests below are about rollbacks and retries)."""
+    kwargs.setdefault('margin', 0)
     monkeypatch.setattr(divergence, 'DivergenceGuard',
                         functools.partial(divergence.DivergenceGuard, min_history=3, window=10,
                                           **kwargs))
@@ -200,10 +217,13 @@ def guard_with(monkeypatch, **kwargs):
 
 def test_a_spike_holds_the_save_back_and_rolls_the_run_back(spiking, monkeypatch, capsys):
     root, flags = spiking
-    guard_with(monkeypatch, patience=3)
+    # ReMAEN-4 is 3 iterations before the rise (7), within the margin, but there is no
+    # older checkpoint to pass it over for: the run rolls back to it.
+    guard_with(monkeypatch, patience=3, margin=8)
     assert main.main(flags + ['--iterations', '12']) == 0
     out = capsys.readouterr().out
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    assert 'stepped back' not in out and not os.path.exists(os.path.join(folder, 'diverged'))
     # Iterations 7, 8, 9 were high: the save of 8 was held back, 9 rolled back to 4.
     assert 'note: checkpoint of iteration 8 held back: batch loss' in out
     assert ('warning: the loss diverged at iteration 9 (batch loss' in out
@@ -289,6 +309,32 @@ def test_a_checkpoint_that_keeps_diverging_is_set_aside_for_the_one_before(spiki
     assert [r['step'] for r in rows if r['stage'] == 3] == [0, 3, 6, 9, 12]
 
 
+def test_a_checkpoint_saved_just_before_the_rise_is_passed_over(spiking, monkeypatch, capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=2, margin=3, max_step_backs=2)
+    monkeypatch.setattr(CorruptingBatcher, 'spike', (7, 8))
+    assert main.main(flags + ['--save_every', '2', '--iterations', '12']) == 0
+    out = capsys.readouterr().out
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    # The loss rose at 7 and diverged at 8: ReMAEN-6 (1 before the rise) is passed over at
+    # once, without retrying it; ReMAEN-4 (3 before) is the rollback's target.
+    assert ('warning: the loss diverged at iteration 8' in out
+            and 'rolled back to ReMAEN-4 (iteration 4)' in out)
+    assert ('warning: ReMAEN-6 was saved 1 iteration(s) before the loss rose (iteration 7): '
+            'stepped back to the checkpoint before it (step-back 1 of at most 2) and moved it '
+            'to ' + os.path.join(folder, 'diverged')) in out
+    assert out.count('rolled back to') == 1
+    aside = os.path.join(folder, 'diverged', 'ReMAEN-6')
+    assert int(tf.train.load_variable(aside, 'global_step')) == 6
+    # 4 restored steps + 8 after the rollback: Adam's beta1_power is 0.9 ** (12 + 1); the
+    # new ReMAEN-6 is the retrained one.
+    prefix = os.path.join(folder, 'ReMAEN-12')
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
+    assert tf.train.load_variable(os.path.join(folder, 'ReMAEN-6'), 'beta1_power') \
+        == pytest.approx(0.9 ** 7, rel=1e-6)
+    assert checkpoints.newest_readable(folder) == prefix
+
+
 def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsys):
     root, flags = spiking
     observed = []
@@ -299,7 +345,8 @@ def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsy
             return super().observe(loss)
 
     monkeypatch.setattr(divergence, 'DivergenceGuard',
-                        functools.partial(Recording, min_history=3, window=10, patience=3))
+                        functools.partial(Recording, min_history=3, window=10, patience=3,
+                                          margin=0))
     # A first run without the guard (factor 0), through two corrupted batches.
     monkeypatch.setattr(CorruptingBatcher, 'spike', (5, 6))
     assert main.main(flags + ['--iterations', '12', '--divergence_factor', '0']) == 0

@@ -1,18 +1,22 @@
 """Average the weights of several checkpoints of one run into a weights-only checkpoint.
 
     python tools/average_weights.py /tmp/avg checkpoints/ReMAEN_Rain100L_32 --steps 6100-7000
+    python tools/average_weights.py /tmp/avg checkpoints/ReMAEN_Rain100L_32 --steps 8700-9600 \
+        --every 100
     python tools/average_weights.py /tmp/avg run/ReMAEN-5100 run/ReMAEN-5200 run/ReMAEN-5300
     python main.py --is_testing True --checkpoint /tmp/avg --test_dataset Rain100L-val ...
 
 Each SOURCE is a checkpoint prefix or a training folder; a folder stands for all its
 ``ReMAEN-<step>`` checkpoints (e.g. those ``--keep_every`` kept), ``--steps A-B`` keeps those
-with A <= step <= B. The element-wise mean of the network's 138 weights (``checkpoints.
-mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA models or SWA) is
-written to OUT like ``--export_weights`` (no Adam state, no step), with the first source
-folder's settings and the list of averaged checkpoints in ``remaen_settings.json``
-(``checkpoints.export_mean_weights``, as ``tools/ship_model.py``; every source must have
-the first one's network settings). Test it
-with ``--checkpoint OUT``; ship it with ``tools/ship_model.py NAME <the same prefixes>``.
+with A <= step <= B and ``--every N`` those whose step is a multiple of N (a training folder
+also holds its newest, rotating checkpoints, e.g. ReMAEN-9575 beside the kept ReMAEN-9500 and
+ReMAEN-9600: ``--every 100`` leaves it out). The element-wise mean of the network's 138
+weights (``checkpoints.mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA
+models or SWA) is written to OUT like ``--export_weights`` (no Adam state, no step), with the
+first source folder's settings and the list of averaged checkpoints in
+``remaen_settings.json`` (``checkpoints.export_mean_weights``, as ``tools/ship_model.py``;
+every source must have the first one's network settings). Test it with ``--checkpoint OUT``;
+ship it with ``tools/ship_model.py NAME <the same prefixes>``.
 OUT must not hold training checkpoints.
 """
 import argparse
@@ -50,11 +54,27 @@ def build_parser():
     parser.add_argument('--steps', type=step_range, default=None, metavar='FIRST-LAST',
                         help='only checkpoints with FIRST <= iteration <= LAST, e.g. 6100-7000 '
                              '(default: all)')
+    parser.add_argument('--every', type=positive_int, default=None, metavar='N',
+                        help='only checkpoints whose iteration is a multiple of N, e.g. 100 '
+                             'for those --keep_every 100 kept (default: all)')
     return parser
 
 
-def select(sources, steps=None):
-    """The checkpoint prefixes the sources stand for, in the order given (a folder's by step).
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('expected an integer >= 1, got %r' % text)
+    return value
+
+
+def select(sources, steps=None, every=None):
+    """The checkpoint prefixes the sources stand for, in the order given (a folder's by step),
+    those of ``steps`` (FIRST, LAST) only and, with ``every``, those whose step is a multiple
+    of it.
 
     Raises:
       UsageError: a source is neither a checkpoint nor a folder of training checkpoints, or
@@ -76,15 +96,22 @@ def select(sources, steps=None):
     if steps is not None:
         prefixes = [p for p in prefixes
                     if steps[0] <= checkpoints.step_of(p) <= steps[1]]
+    if every is not None:
+        prefixes = [p for p in prefixes
+                    if checkpoints.step_of(p) >= 0 and checkpoints.step_of(p) % every == 0]
     if not prefixes:
-        raise errors.UsageError('no checkpoint with an iteration in %d-%d among %s'
-                                % (steps[0], steps[1], ', '.join(sources)))
+        wanted = ' and '.join(w for w in (
+            'in %d-%d' % steps if steps is not None else '',
+            'a multiple of %d' % every if every is not None else '') if w)
+        raise errors.UsageError('no checkpoint with an iteration %s among %s'
+                                % (wanted, ', '.join(sources)))
     return prefixes
 
 
 def run(args):
-    prefixes = select(args.source, args.steps)
+    prefixes = select(args.source, args.steps, args.every)
     quiet.setup()
+    quiet.import_tf()  # the first TensorFlow import, with its start-up noise silenced
     target, count, size = checkpoints.export_mean_weights(
         prefixes, args.out, [os.path.relpath(p) for p in prefixes])
     print('Averaged %d checkpoints (%s) into %s: %d variables, %.1f MB'

@@ -28,8 +28,8 @@ the batch loss of every iteration:
   already on the way up). The run then **steps back** to the newest older checkpoint of its
   folder; the suspect one moves to ``<folder>/diverged/`` (out of the way of a resume, not
   deleted). After ``MAX_STEP_BACKS`` (2) step-backs without getting past the checkpoint last
-  given up (no rollback to a newer one since), or with no older checkpoint, it stops with
-  an error instead;
+  given up (no checkpoint newer than it saved or rolled back to since), or with no older
+  checkpoint, it stops with an error instead;
 - a checkpoint saved fewer than ``MARGIN`` (8) iterations before the first high iteration
   of a divergence is **passed over** at once, as a step-back without the retries: in the
   campaign a spike was already under way some iterations before the loss rose (the shared
@@ -157,6 +157,14 @@ class DivergenceGuard(object):
         """Record that the checkpoint of ``abandoned_step`` was given up for an older one."""
         self.step_backs += 1
         self.cliff = int(abandoned_step)
+
+    def saved(self, step):
+        """Record a checkpoint saved at iteration ``step``: one newer than the last cliff
+        means the run got past it, and the step-backs count from zero again (the campaign's
+        9,650 was passed over after a new 9,625 and 9,650 had been saved past the cliff of
+        9,625; counting that as no progress left no step-back and stopped the run)."""
+        if self.cliff is not None and step > self.cliff:
+            self.step_backs, self.cliff = 0, None
 
     def rolled_back(self, target, step=None):
         """Record a rollback to ``target`` (of iteration ``step``): the high run ends, the

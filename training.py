@@ -291,6 +291,7 @@ def save_checkpoint(args, run, graph, session, step, guard=None):
     run.store.save(session, graph.saver, step)
     if guard is not None:
         run.store.save_losses(step, stored_settings(args, run), guard.history)
+        guard.saved(step)
     return step
 
 

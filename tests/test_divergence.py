@@ -117,6 +117,16 @@ def test_step_backs_are_limited_until_the_run_gets_past_the_cliff():
     guard.rolled_back('ReMAEN-450', 450)          # past it: step-backs allowed again
     assert guard.step_backs == 0 and guard.cliff is None and guard.can_step_back()
     assert guard.rollbacks == 5
+    # Saving a checkpoint past the cliff is getting past it too; saving one at or before it
+    # is not (the campaign's 9,625 and 9,650, passed over in turn).
+    guard.stepped_back(625)
+    guard.saved(600)
+    guard.saved(625)
+    assert guard.step_backs == 1 and guard.cliff == 625
+    guard.saved(650)
+    assert guard.step_backs == 0 and guard.cliff is None
+    guard.saved(675)
+    assert guard.step_backs == 0
 
 
 def test_a_checkpoint_saved_just_before_the_loss_rose_is_too_close():
@@ -333,6 +343,29 @@ def test_a_checkpoint_saved_just_before_the_rise_is_passed_over(spiking, monkeyp
     assert tf.train.load_variable(os.path.join(folder, 'ReMAEN-6'), 'beta1_power') \
         == pytest.approx(0.9 ** 7, rel=1e-6)
     assert checkpoints.newest_readable(folder) == prefix
+
+
+def test_a_checkpoint_saved_past_the_cliff_resets_the_step_backs(spiking, monkeypatch, capsys):
+    root, flags = spiking
+    guard_with(monkeypatch, patience=2, margin=3, max_step_backs=1, max_rollbacks=1)
+    # Iterations 7-8 spike (6 passed over, back to 4), then 5-8 train on, 8 is saved past the
+    # cliff of 6, and 9-10 spike: 8 is passed over in turn, with the step-back that saving 8
+    # gave back (the campaign's 9,625 and 9,650).
+    monkeypatch.setattr(CorruptingBatcher, 'spike', (7, 8, 13, 14))
+    assert main.main(flags + ['--save_every', '2', '--iterations', '12']) == 0
+    out = capsys.readouterr().out
+    assert 'ReMAEN-6 was saved 1 iteration(s) before the loss rose (iteration 7)' in out
+    assert ('warning: ReMAEN-8 was saved 1 iteration(s) before the loss rose (iteration 9): '
+            'stepped back to the checkpoint before it (step-back 1 of at most 1)') in out
+    assert out.count('rolled back to ReMAEN-4 (iteration 4)') == 1
+    assert out.count('rolled back to ReMAEN-6 (iteration 6)') == 1
+    folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
+    assert sorted(os.listdir(os.path.join(folder, 'diverged'))) == [
+        'ReMAEN-6.data-00000-of-00001', 'ReMAEN-6.index',
+        'ReMAEN-8.data-00000-of-00001', 'ReMAEN-8.index']
+    # 6 restored steps (4 + 2 retrained) + 6 after the second rollback.
+    prefix = os.path.join(folder, 'ReMAEN-12')
+    assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
 
 
 def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsys):

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
 import checkpoints  # noqa: E402
 import inference  # noqa: E402
+import profiling  # noqa: E402
 import ship_model  # noqa: E402
 
 SOURCE = os.path.join(ROOT, 'checkpoints', 'ReMAEN_heavy')
@@ -73,6 +74,11 @@ def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, mo
     assert 'old weights' not in str(contents(folder).get('ReMAEN.index'))
     card = json.loads((folder / 'model_card.json').read_text())
     assert card['name'] == 'light' and card['wall_hours'] == 1.5
+    assert card['cpu'] == '%s, %d cores' % profiling.machine_description()
+    assert ship_model.main(['light', SOURCE, '--demo', 'Demo', '--cpu', 'AMD EPYC and Intel '
+                            'Xeon, 2 cores'] + FLAGS) == 0
+    card = json.loads((folder / 'model_card.json').read_text())
+    assert card['cpu'] == 'AMD EPYC and Intel Xeon, 2 cores'
     assert card['demo']['psnr'] == mean['psnr'] and card['demo_set'] == 'Demo'
     assert card['source'] == os.path.relpath(checkpoints.find(SOURCE), ROOT)
     exported = tf.train.load_checkpoint(checkpoints.find(str(folder)))

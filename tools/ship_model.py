@@ -54,6 +54,10 @@ def build_parser():
     parser.add_argument('--training_data', required=True, help='text for the card')
     parser.add_argument('--wall_hours', type=float, required=True,
                         help='total training wall time in hours (from the run log)')
+    parser.add_argument('--cpu', default=None,
+                        help="text: the CPU(s) it was trained on, when not (only) this "
+                             "machine's, e.g. 'AMD EPYC and Intel Xeon, 2 cores' (default: "
+                             "this machine's model and cores)")
     parser.add_argument('--initialised_from', default=None,
                         help='text: what the weights started from, if not random')
     parser.add_argument('--photo', default=None, help='a real photo for the before/after strip')
@@ -180,7 +184,7 @@ def measure(args, folder, pairs, prefix, names):
         'iterations': checkpoints.stored_step(prefix), 'batch_size': stored.get('batch_size'),
         'patch_size': stored.get('patch_size'), 'training_data': args.training_data,
         'initialised_from': args.initialised_from, 'wall_hours': args.wall_hours,
-        'cpu': _cpu(), 'date': datetime.date.today().isoformat(),
+        'cpu': args.cpu or _cpu(), 'date': datetime.date.today().isoformat(),
         'demo_set': args.demo, 'demo': {k: mean[k] for k in inference.METRIC_KEYS},
         'photo_strip': (os.path.relpath(strip_path(args.photo, args.name), ROOT)
                         if args.photo else None),

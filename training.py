@@ -621,9 +621,10 @@ def _train(args, run):
                       % (signal.Signals(stop.signal).name, step, kept))
             where = ('checkpoint: %s' % (saved or 'none written') if run.chief
                      else 'checkpoints are written by %s only' % _chief_name(run))
-            print('Trained iterations %d..%d in %.1f s (%.2f it/s); %s; waited for data '
+            print('Trained iterations %d..%d in %.1f s (%s); %s; waited for data '
                   '%.2f%% of the time' % (first_step, step, elapsed,
-                                          (step - first_step) / max(elapsed, 1e-9), where,
+                                          _rate(step - first_step, len(clock.seconds),
+                                                elapsed, guard.rollbacks), where,
                                           100.0 * batcher.wait_seconds / max(elapsed, 1e-9)))
             if clock.median() is not None:
                 print('Iteration time: %s' % clock.describe())
@@ -646,6 +647,15 @@ def _train(args, run):
     finally:
         _close(args, run, graph, session, early)
     return step
+
+
+def _rate(net, ran, elapsed, rollbacks):
+    """'2.50 it/s', or with rollbacks '98 iterations run, 0.09 it/s; net -10 after 5
+    rollback(s)' (a run that stepped back can end before the iteration it started from)."""
+    if not rollbacks:
+        return '%.2f it/s' % (net / max(elapsed, 1e-9))
+    return ('%d iterations run, %.2f it/s; net %+d after %d rollback(s)'
+            % (ran, ran / max(elapsed, 1e-9), net, rollbacks))
 
 
 def _global_variables(graph):

@@ -3,6 +3,7 @@ import functools
 import io
 import json
 import os
+import re
 import signal
 
 import numpy as np
@@ -240,6 +241,9 @@ def test_a_spike_holds_the_save_back_and_rolls_the_run_back(spiking, monkeypatch
             and 'rolled back to ReMAEN-4 (iteration 4)' in out and '(rollback 1 of this run; '
             '1 of at most 3 in a row to this checkpoint)' in out)
     assert 'Divergence guard: 1 rollback(s) in this run' in out
+    # 9 iterations, rolled back to 4, then 8 more: 17 run for a net 12.
+    assert re.search(r'Trained iterations 0\.\.12 in [\d.]+ s \(17 iterations run, '
+                     r'[\d.]+ it/s; net \+12 after 1 rollback\(s\)\)', out), out
     prefix = os.path.join(folder, 'ReMAEN-12')
     assert int(tf.train.load_variable(prefix, 'global_step')) == 12
     # Adam's state came back with the weights: beta1_power = 0.9 ** (steps taken + 1) counts

@@ -429,20 +429,22 @@ def rollback(args, run, graph, session, step, guard, writer, bar):
     **steps back**: that checkpoint is set aside (``TrainingFolder.set_aside``) and the run
     restores the one before it; so it does at once with a checkpoint saved fewer than
     ``divergence.MARGIN`` iterations before the first high loss (``guard.too_close``). A
-    run of several processes (Horovod, TF_CONFIG), a run with no checkpoint yet, or one with
-    no step-back left (``MAX_STEP_BACKS``, or no older checkpoint) that may not roll back to
-    the newest (``MAX_ROLLBACKS``) stops with TrainingError instead.
+    run of several processes (Horovod, TF_CONFIG), a run with no checkpoint yet, or a run
+    that has used its rollbacks to the newest checkpoint (``MAX_ROLLBACKS``) with no
+    step-back left (``MAX_STEP_BACKS``, or no older checkpoint) stops with TrainingError
+    instead.
     """
     target = run.store.last_saved if run.store else None
     single = run.cluster is None and run.hvd is None
     first_high = guard.first_high(step)
     given_up = []   # (prefix, what it did), newest first: set aside for an older checkpoint
     while single and target and guard.step_backs + len(given_up) < guard.max_step_backs:
+        saved_at = checkpoints.step_of(target)
         if not guard.can_roll_back_to(target):
             why = 'diverged %d times in a row' % (guard.max_rollbacks + 1)
-        elif guard.too_close(checkpoints.step_of(target), first_high):
+        elif guard.too_close(saved_at, first_high):
             why = ('was saved %d iteration(s) before the loss rose (iteration %d)'
-                   % (first_high - checkpoints.step_of(target), first_high))
+                   % (first_high - saved_at, first_high))
         else:
             break
         try:

@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 import checkpoints  # noqa: E402
 import errors  # noqa: E402
 import quiet  # noqa: E402
+import settings  # noqa: E402
 
 
 def step_range(text):
@@ -54,21 +55,10 @@ def build_parser():
     parser.add_argument('--steps', type=step_range, default=None, metavar='FIRST-LAST',
                         help='only checkpoints with FIRST <= iteration <= LAST, e.g. 6100-7000 '
                              '(default: all)')
-    parser.add_argument('--every', type=positive_int, default=None, metavar='N',
+    parser.add_argument('--every', type=settings.positive_int, default=None, metavar='N',
                         help='only checkpoints whose iteration is a multiple of N, e.g. 100 '
                              'for those --keep_every 100 kept (default: all)')
     return parser
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError('expected an integer >= 1, got %r' % text)
-    return value
 
 
 def select(sources, steps=None, every=None):

@@ -48,6 +48,8 @@ _DATA_FILE = re.compile(r'^(%s(?:-\d+)?)\.data-\d+-of-\d+$' % PREFIX)
 _TEMPORARY = re.compile(r'^(%s.*\.tempstate\d*|%s(-\d+)?_temp.*|%s\.tmp.*|(%s|%s)\.tmp)$'
                         % (PREFIX, PREFIX, re.escape(STATE_FILE), re.escape(SETTINGS_FILE),
                            re.escape(GUARD_FILE)))
+# What follows a checkpoint's prefix in the names of its files.
+_CHECKPOINT_FILE_SUFFIX = re.compile(r'\.(index|meta|data-\d+-of-\d+)$')
 _STATE_NEWEST = re.compile(r'^\s*model_checkpoint_path\s*:\s*"(.+)"\s*$', re.M)
 
 # Folders of the shipped models (weights only, with remaen_settings.json), by --model name.
@@ -134,10 +136,10 @@ def candidates(folder):
 
 
 def find(path):
-    """The checkpoint prefix of a prefix, an ``.index`` file or a folder (its newest, without
-    reading it); None when there is none."""
-    if path.endswith('.index'):
-        path = path[:-len('.index')]
+    """The checkpoint prefix of a prefix, a folder (its newest, without reading it) or one of a
+    checkpoint's files (``.index``, ``.data-00000-of-00001``, ``.meta``: the path a file
+    manager copies); None when there is none."""
+    path = _CHECKPOINT_FILE_SUFFIX.sub('', path)
     if os.path.isfile(path + '.index'):
         return path
     found = candidates(path) if os.path.isdir(path) else []
@@ -316,9 +318,47 @@ def save_settings(folder, values):
                   json.dumps(values, indent=2, sort_keys=True))
 
 
+# The type of each value of remaen_settings.json this version reads ("model." for the network
+# settings); other keys are kept and ignored. bool is not an int here (JSON true is not 3).
+_INTEGER, _NUMBER, _TEXT, _BOOLEAN = 'an integer', 'a number', 'a string', 'true or false'
+_SETTING_TYPES = {
+    'model.stages': _INTEGER, 'model.channels': _INTEGER, 'model.input_channels': _INTEGER,
+    'model.dilations': 'a list of integers', 'model.shared_attention': _BOOLEAN,
+    'model.skip_connections': _BOOLEAN, 'batch_size': _INTEGER, 'patch_size': _INTEGER,
+    'train_pairs': _INTEGER, 'lr_decay_step': _INTEGER, 'lr': _NUMBER,
+    'edge_loss_weight': _NUMBER, 'train_dataset': _TEXT,
+}
+
+
+def _has_type(value, kind):
+    """True when a JSON ``value`` is of ``kind`` (a value of ``_SETTING_TYPES``)."""
+    def integer(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == _INTEGER:
+        return integer(value)
+    if kind == _NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if kind == _BOOLEAN:
+        return isinstance(value, bool)
+    return isinstance(value, list) and all(integer(v) for v in value)
+
+
+def _wrongly_typed(values):
+    """``(key, value, expected)`` of the first setting of ``values`` whose type is wrong."""
+    for key, kind in _SETTING_TYPES.items():
+        section, _, name = key.rpartition('.')
+        holder = values.get(section, {}) if section else values
+        if name in holder and not _has_type(holder[name], kind):
+            return key, holder[name], kind
+    return None
+
+
 def load_settings(folder):
     """The dict of ``<folder>/remaen_settings.json``, None when there is none; CheckpointError
-    when it is not a settings file (not JSON, or not an object whose ``model`` is an object)."""
+    when it is not a settings file (not JSON, or not an object whose ``model`` is an object)
+    or when a value this version reads has the wrong type (``"stages": "three"``)."""
     path = os.path.join(folder, SETTINGS_FILE)
     try:
         with open(path, encoding='utf-8') as handle:
@@ -332,6 +372,12 @@ def load_settings(folder):
                               'network flags are then checked against the variables only)'
                               % (path, _first_line(values) if isinstance(values, Exception)
                                  else 'expected a JSON object with a "model" object'))
+    wrong = _wrongly_typed(values)
+    if wrong:
+        raise CheckpointError('%s: "%s" is %s, expected %s; write the value the checkpoint '
+                              'was trained with, or delete the file (the network flags are then '
+                              'checked against the variables only)'
+                              % (path, wrong[0], json.dumps(wrong[1]), wrong[2]))
     return values
 
 

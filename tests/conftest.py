@@ -7,9 +7,28 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
+SHARED_DATA = os.path.join(SHARED, 'data')
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-MANIFEST = os.path.join(SHARED, 'reference', 'remaen_variables.txt')
+# The facts about the authors' release the tests check against (reference/README.md).
+REFERENCE = os.path.join(ROOT, 'reference')
+MANIFEST = os.path.join(REFERENCE, 'remaen_variables.txt')
+AUTHORS_INDEX = os.path.join(REFERENCE, 'ReMAEN_Rain100L_32.index')
+SPEC = os.path.join(REFERENCE, 'SPEC.md')
+
+
+def needs_shared_data(*names):
+    """A ``skipif`` marker for a test that reads ``../shared/data/<name>`` for each name.
+
+    The benchmark data sit beside the project in CI and on the team's machines, not in a
+    clone of the project; without them the test skips with a reason naming what is missing.
+    """
+    import pytest
+    missing = [name for name in names
+               if not os.path.isdir(os.path.join(SHARED_DATA, name))]
+    return pytest.mark.skipif(
+        bool(missing), reason='needs ../shared/data/%s beside the project (the team\'s '
+        'benchmark data, not in a clone)' % ', ../shared/data/'.join(missing or ['']))
 
 
 def read_manifest():
@@ -47,7 +66,9 @@ def fast_session_config():
 
 def pytest_configure(config):
     """Register the markers (``pytest --strict-markers`` and no unknown-marker warnings)."""
-    config.addinivalue_line('markers', 'slow: subprocess and benchmark tests (CI runs them all)')
+    config.addinivalue_line('markers', 'slow: the slow tier: whole CLI runs in subprocesses, '
+                            'signals, distributed training, benchmarks (python -m pytest tests '
+                            '-q -m slow; .ci/run runs it after the default tier)')
     # TensorFlow's and tf_slim's own deprecation warnings are not ours (quiet.py, as the CLI).
     import quiet
     for line in quiet.WARNING_FILTERS:
@@ -103,3 +124,14 @@ def write_pairs(folder, count, size=(24, 24), seed=0, layout='canonical', offset
             assert cv2.imwrite(path, image), path
         paths.append(pair)
     return paths
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without ``-m``, the run is the default tier: the ``slow`` tests are deselected (not
+    skipped). ``-m slow`` runs the slow tier, ``-m 'slow or not slow'`` everything."""
+    if config.getoption('markexpr', ''):
+        return
+    slow = [item for item in items if item.get_closest_marker('slow')]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker('slow')]

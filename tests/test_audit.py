@@ -21,10 +21,9 @@ import pytest
 import audit
 import metrics
 import synthesize
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED_DATA as DATA, needs_shared_data
 
 SIZE = (120, 180)   # height, width of the made scenes
-DATA = os.path.join(SHARED, 'data')
 
 
 def scene(seed, size=SIZE):
@@ -243,8 +242,7 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys):
     assert 'Traceback' not in result.stderr
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, 'Rain100L-val')),
-                    reason='needs ../shared/data')
+@needs_shared_data('Rain100L-val', 'RainTrainL')
 def test_no_false_matches_on_real_backgrounds():
     """Rain100L-val 79 and 89 (two savanna horizons) and 2,000 train/test pairs: no match."""
     import discovery

@@ -248,10 +248,47 @@ def test_settings_file_of_the_wrong_shape_is_one_clear_error(tmp_path, text):
 
 def test_settings_with_values_a_model_cannot_have(tmp_path):
     from model import ModelConfig
-    checkpoints.save_settings(str(tmp_path), {'model': {'channels': 'many'}})
+    checkpoints.save_settings(str(tmp_path), {'model': {'channels': 6}})
     with pytest.raises(UsageError, match='use another --checkpoint'):
         checkpoints.check_settings(str(tmp_path), ModelConfig())
     assert checkpoints.load_settings(str(tmp_path / 'absent')) is None
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('model.stages', 'three', 'an integer'), ('model.stages', True, 'an integer'),
+    ('model.channels', 32.5, 'an integer'), ('model.dilations', [1, '2', 3], 'list of integers'),
+    ('model.dilations', 3, 'list of integers'), ('model.shared_attention', 'yes', 'true or false'),
+    ('edge_loss_weight', '0.1', 'a number'), ('batch_size', None, 'an integer'),
+])
+def test_settings_values_of_the_wrong_type_name_the_file_and_the_key(tmp_path, key, value,
+                                                                     expected):
+    from model import ModelConfig
+    values = {'model': ModelConfig().to_dict(), 'batch_size': 32, 'edge_loss_weight': 0.1}
+    section, _, name = key.rpartition('.')
+    (values[section] if section else values)[name] = value
+    checkpoints.save_settings(str(tmp_path), values)
+    path = str(tmp_path / checkpoints.SETTINGS_FILE)
+    for call in (checkpoints.load_settings, checkpoints.stored_config):
+        with pytest.raises(checkpoints.CheckpointError) as caught:
+            call(str(tmp_path))
+        message = str(caught.value)
+        assert message.startswith(path + ': "%s" is %s' % (key, json.dumps(value)))
+        assert expected in message and 'delete the file' in message
+    # The right types of the same keys load (bool is not taken for an int, nor the reverse).
+    checkpoints.save_settings(str(tmp_path), dict(values, model=ModelConfig().to_dict(),
+                                                  batch_size=32, edge_loss_weight=0.1))
+    assert checkpoints.stored_config(str(tmp_path)) == ModelConfig()
+
+
+@pytest.mark.parametrize('suffix', ['', '.index', '.data-00000-of-00001', '.meta'])
+def test_a_checkpoints_own_file_names_its_prefix(tmp_path, suffix):
+    tiny = Tiny()
+    store, _ = training_folder(tmp_path)
+    prefix = tiny.save(store, 7)
+    store.close()
+    assert checkpoints.find(prefix + suffix) == prefix
+    assert checkpoints.resolve(prefix + suffix) == prefix
+    assert checkpoints.find(str(tmp_path / 'ReMAEN-8') + suffix) is None
 
 
 # ----------------------------------------------------------------------------- the lock

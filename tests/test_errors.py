@@ -10,6 +10,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 import signal
 import struct
 import time
@@ -24,7 +25,7 @@ import images
 import inference
 import main
 import settings
-from conftest import write_pairs
+from conftest import ROOT, write_pairs
 
 
 def one_error(err, *words):
@@ -373,3 +374,39 @@ def test_pairs_for_testing_are_checked_before_work(tmp_path):
     pairs, _ = main.dataloader.find_pairs(folder, verbose=False)
     with pytest.raises(main.dataloader.DataError, match='size mismatch'):
         main.dataloader.check_pairs(pairs)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_given_as_one_of_its_files_derains_as_its_prefix(tmp_path, capsys):
+    """``--checkpoint .../ReMAEN.data-00000-of-00001`` (a file manager's copied path) derains
+    exactly as the folder does."""
+    folder = os.path.join(ROOT, 'checkpoints', 'ReMAEN_light')
+    source = photo(tmp_path / 'photo.png', size=(16, 20))
+    outputs = []
+    for index, where in enumerate([folder, os.path.join(folder, 'ReMAEN.data-00000-of-00001'),
+                                   os.path.join(folder, 'ReMAEN.index')]):
+        out = str(tmp_path / ('out%d' % index))
+        assert main.main(['--input', source, '--checkpoint', where, '--test_dir', out]) == 0
+        assert 'error:' not in capsys.readouterr().err
+        outputs.append(cv2.imread(os.path.join(out, 'photo', 'photo.png')))
+    assert outputs[0].shape == (16, 20, 3)
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+
+
+def test_settings_value_of_the_wrong_type_is_one_line_naming_the_file(tmp_path, capsys):
+    folder = str(tmp_path / 'model')
+    shutil.copytree(os.path.join(ROOT, 'checkpoints', 'ReMAEN_light'), folder)
+    path = os.path.join(folder, 'remaen_settings.json')
+    with open(path) as handle:
+        values = json.load(handle)
+    values['model']['stages'] = 'three'
+    with open(path, 'w') as handle:
+        json.dump(values, handle)
+    before = {name: open(os.path.join(folder, name), 'rb').read() for name in os.listdir(folder)}
+    source = photo(tmp_path / 'photo.png', size=(16, 20))
+    assert main.main(['--input', source, '--checkpoint', folder,
+                      '--test_dir', str(tmp_path / 'out')]) == 2
+    one_error(capsys.readouterr().err, path, '"model.stages" is "three"', 'an integer',
+              'delete the file')
+    assert {name: open(os.path.join(folder, name), 'rb').read()
+            for name in os.listdir(folder)} == before

@@ -1,18 +1,16 @@
 """Network, loss, training graph and checkpoint compatibility (the authors' layout)."""
-import os
 import shutil
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import SHARED, read_manifest, variable_shapes
+from conftest import AUTHORS_INDEX, read_manifest, variable_shapes
 import checkpoints
 import model
 from model import ModelConfig
 
 tf.disable_v2_behavior()
-AUTHORS_INDEX = os.path.join(SHARED, 'reference', 'ReMAEN_Rain100L_32.index')
 
 
 def build(config=None, shape=(None, None, None, 3)):

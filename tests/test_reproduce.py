@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED, write_pairs
+from conftest import SPEC, write_pairs
 import metrics
 import paper
 import reproduce
@@ -25,7 +25,7 @@ def folder_flags(root):
 
 
 def test_paper_table_matches_spec():
-    with open(os.path.join(SHARED, 'reference', 'SPEC.md')) as handle:
+    with open(SPEC) as handle:
         text = handle.read()
     table = text[text.index('## Paper table'):].split('\n\n')[0]
     rows = [line.strip('|').split('|') for line in table.splitlines()

@@ -9,7 +9,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from conftest import (ROOT, SHARED, fast_session_config, randomize_biases, read_manifest,
+from conftest import (ROOT, fast_session_config, randomize_biases, read_manifest,
                       variable_shapes)
 import checkpoints
 import errors
@@ -22,7 +22,7 @@ import tiling
 from model import ModelConfig
 
 tf.disable_v2_behavior()
-DEMO_IMAGE = os.path.join(SHARED, 'data', 'Rain100L-demo', 'input', '51.png')
+DEMO_IMAGE = os.path.join(ROOT, 'data', 'test', 'Demo', 'input', '51.png')  # Rain100L id 51
 
 
 def demo_crop(height, width):

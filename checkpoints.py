@@ -205,6 +205,45 @@ def is_shipped(prefix):
         os.path.abspath(shipped_model_folder(name)) for name in SHIPPED_MODELS}
 
 
+CARD_FILE = 'model_card.json'   # a shipped model's measured facts (tools/ship_model.py)
+
+
+def model_card(folder):
+    """The dict of ``<folder>/model_card.json`` (a shipped model's facts), None without one."""
+    try:
+        with open(os.path.join(folder, CARD_FILE), encoding='utf-8') as handle:
+            card = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def schedule_text(lr, decay_step, iterations, decay_rate=0.1):
+    """The learning-rate schedule a checkpoint of ``iterations`` trained with, in words.
+
+    Args:
+      lr: the run's ``--lr`` (float > 0).
+      decay_step: its ``--lr_decay_step``: ``lr * decay_rate`` from that iteration on.
+      iterations: the checkpoint's step.
+
+    Returns:
+      e.g. 'lr 1e-3 to 9,534, 1e-4 after (paper: to 30,000)', or 'lr 1e-3 throughout (paper:
+      to 30,000)' when the checkpoint is from before ``decay_step``.
+    """
+    default = settings.build_parser().get_default('lr_decay_step')
+    paper = '' if decay_step == default else ' (paper: to {:,})'.format(default)
+    if iterations is not None and iterations <= decay_step:
+        return 'lr %s throughout%s' % (_rate(lr), paper)
+    return 'lr {} to {:,}, {} after{}'.format(_rate(lr), decay_step, _rate(lr * decay_rate),
+                                              paper)
+
+
+def _rate(value):
+    """'1e-3' for 0.001, '2.5e-4' for 0.00025 (a learning rate as people write it)."""
+    mantissa, exponent = ('%.2e' % value).split('e')
+    return '%se%d' % (mantissa.rstrip('0').rstrip('.'), int(exponent))
+
+
 def location(args, log=print):
     """Where the checkpoint of parsed flags is: ``--checkpoint``, ``--model``, or the default
     folder of ``--train_dataset``/``--batch_size``; ``--input`` without any checkpoint flag

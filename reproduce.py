@@ -370,9 +370,23 @@ def test_dataset(args, info, derainers=None):
                seconds_per_image=mean['seconds'])
     if row['paper']:
         row['difference'] = {k: row['ours'][k] - row['paper'][k] for k in ('psnr', 'ssim')}
-    stored = checkpoints.load_settings(os.path.dirname(results['checkpoint'])) or {}
+    folder = os.path.dirname(results['checkpoint'])
+    stored = checkpoints.load_settings(folder) or {}
     row['train_pairs'] = stored.get('train_pairs')
+    row['training'] = _training(checkpoints.model_card(folder), stored, info['step'])
     return row
+
+
+def _training(card, stored, step):
+    """``{'iterations', 'schedule'}`` of the checkpoint tested: a shipped model's card, else
+    its step and stored learning-rate settings; None when neither tells."""
+    if card and card.get('iterations'):
+        return {'iterations': card['iterations'], 'schedule': card.get('schedule')}
+    if step is None:
+        return None
+    schedule = (checkpoints.schedule_text(stored['lr'], stored['lr_decay_step'], step)
+                if 'lr' in stored and 'lr_decay_step' in stored else None)
+    return {'iterations': step, 'schedule': schedule}
 
 
 # ----------------------------------------------------------------------------- report
@@ -391,9 +405,15 @@ def _code(text):
 def _checkpoint_cell(row):
     if not row['checkpoint']:
         return '—'
-    step = row['checkpoint_step']
-    return '%s (%s)' % (_code(row['checkpoint']),
-                        'step %d' % step if step is not None else 'no step stored')
+    training = row.get('training')
+    if training:
+        text = '{:,} iterations'.format(training['iterations'])
+        if training['schedule']:
+            text += '; ' + training['schedule']
+    else:
+        step = row['checkpoint_step']
+        text = 'step %d' % step if step is not None else 'no step stored'
+    return '%s (%s)' % (_code(row['checkpoint']), text)
 
 
 def _pairs_cell(row):

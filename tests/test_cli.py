@@ -87,8 +87,10 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     # --is_testing False did not test.
     assert not os.path.exists(os.path.join(root, 'results'))
 
+    # The resume moves the decay step from 3 to 2 (as the Rain100L campaign did, issue 41).
     second = run_main(['--is_training', 'True'] + PAPER_TEST[2:] + ['--iterations', '4']
-                      + common_flags(root) + ['--is_testing', 'True'], cwd=root)
+                      + common_flags(root) + ['--is_testing', 'True', '--lr_decay_step', '2'],
+                      cwd=root)
     assert second.returncode == 0, second.stderr
     assert 'Resuming from' in second.stdout and 'at iteration 2' in second.stdout
     prefix, step = checkpoint_step(folder)
@@ -99,11 +101,16 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     assert 'derainNet/RMG/Conv_1/weights/Adam' in stored
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 5, rel=1e-6)
     rates = logged_scalars(os.path.join(root, 'logs'), 'schedule/learning_rate')
-    # lr x0.1 from global step 3 on (decay step 3): iterations 1-3 at 1e-3, 4 at 1e-4,
-    # which only holds if the resumed run continued the global step.
+    # The graph's learning rate: x0.1 once the global step reaches the decay step. Iterations
+    # 1-2 ran with decay step 3 (global steps 0-1: 1e-3); the resume's decay step 2 applies
+    # from its first iteration (3, global step 2: 1e-4; with the first run's 3 it would be
+    # 1e-3), which only holds if the resumed run continued the global step.
     assert sorted(rates) == [1, 2, 3, 4]
-    np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-3, 1e-4],
+    np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-4, 1e-4],
                                rtol=1e-6)
+    # The folder's settings record the decay step the checkpoint trained with last.
+    import checkpoints
+    assert checkpoints.load_settings(folder)['lr_decay_step'] == 2
     # The batch SSIM (computed in numpy beside the graph's summaries) is logged at every step.
     ssims = logged_scalars(os.path.join(root, 'logs'), 'metrics/ssim')
     assert sorted(ssims) == [1, 2, 3, 4] and all(-1.0 <= v <= 1.0 for v in ssims.values())

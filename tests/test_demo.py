@@ -86,6 +86,13 @@ def test_light_card_records_the_rain100l_campaign():
         0 < int(a.rsplit('-', 1)[1]) <= card['iterations'] for a in averaged)
     assert (card['batch_size'], card['patch_size']) == (32, 64)
     assert 'RainTrainL' in card['training_data'] and card['wall_hours'] > 0
+    # The learning-rate schedule the weights trained with (issue 41: lr 1e-4 from 9,534 on).
+    stored = checkpoints.load_settings(SHIPPED['light'])
+    assert card['schedule'] == checkpoints.schedule_text(stored['lr'], stored['lr_decay_step'],
+                                                         card['iterations'])
+    # The campaign's training folder records the owner's decision: lr 1e-4 from 9,534 on.
+    campaign = checkpoints.load_settings(os.path.join(ROOT, 'checkpoints', 'ReMAEN_Rain100L_32'))
+    assert (campaign['lr'], campaign['lr_decay_step']) == (1e-3, 9534)
     assert card['demo_set'] == 'Demo' and card['variables'] == 138
 
 

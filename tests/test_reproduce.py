@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SPEC, write_pairs
+import checkpoints
 import metrics
 import paper
 import reproduce
@@ -127,6 +128,10 @@ def test_report_rows_and_reasons(reproduced):
     assert rows['Rain100L']['checkpoint'].endswith(os.path.join('ReMAEN_Rain100L_1',
                                                                 'ReMAEN-1'))
     assert rows['Rain100L']['checkpoint_step'] == 1
+    # The run's schedule from its stored settings (default --lr and --lr_decay_step).
+    assert rows['Rain100L']['training'] == {'iterations': 1,
+                                            'schedule': checkpoints.schedule_text(1e-3, 30000, 1)}
+    assert rows['Rain100L']['training']['schedule'] == 'lr 1e-3 throughout'
     assert rows['Tiny2']['checkpoint'] == rows['Rain100L']['checkpoint']
     assert rows['Rain100L']['test_pairs'] == 2 and rows['Tiny2']['test_pairs'] == 3
     assert rows['Rain100L']['paper_test_pairs'] == 100
@@ -190,7 +195,7 @@ def test_markdown_report(reproduced):
     assert '%.2f/%.4f' % (ours['psnr_y'], ours['ssim_y']) in y_line[0]
     assert 'no paper value' in y_line[0]
     for line in paper_line + y_line:
-        assert '2 (paper 100) ⚠' in line and 'ReMAEN-1' in line and 'step 1' in line
+        assert '2 (paper 100) ⚠' in line and 'ReMAEN-1` (1 iterations; lr 1e-3 throughout)' in line
         assert re.search(r'\| \d{4}-\d{2}-\d{2} \|$', line)
     assert re.search(r'\| Rain800 \| — \| 26\.86/0\.854 \| not run: no test data at ', markdown)
     assert re.search(r'\| Rain100H \| — \| 28\.97/0\.884 \| not run: no checkpoint at ',

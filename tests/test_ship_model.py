@@ -75,10 +75,13 @@ def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, mo
     card = json.loads((folder / 'model_card.json').read_text())
     assert card['name'] == 'light' and card['wall_hours'] == 1.5
     assert card['cpu'] == '%s, %d cores' % profiling.machine_description()
+    stored = checkpoints.load_settings(SOURCE)
+    assert card['schedule'] == checkpoints.schedule_text(
+        stored['lr'], stored['lr_decay_step'], checkpoints.stored_step(checkpoints.find(SOURCE)))
     assert ship_model.main(['light', SOURCE, '--demo', 'Demo', '--cpu', 'AMD EPYC and Intel '
-                            'Xeon, 2 cores'] + FLAGS) == 0
+                            'Xeon, 2 cores', '--schedule', 'lr 2e-4'] + FLAGS) == 0
     card = json.loads((folder / 'model_card.json').read_text())
-    assert card['cpu'] == 'AMD EPYC and Intel Xeon, 2 cores'
+    assert card['cpu'] == 'AMD EPYC and Intel Xeon, 2 cores' and card['schedule'] == 'lr 2e-4'
     assert card['demo']['psnr'] == mean['psnr'] and card['demo_set'] == 'Demo'
     assert card['source'] == os.path.relpath(checkpoints.find(SOURCE), ROOT)
     exported = tf.train.load_checkpoint(checkpoints.find(str(folder)))
@@ -87,3 +90,20 @@ def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, mo
     assert len(names) == 138 and names == sorted(original.get_variable_to_shape_map())
     for name in names:
         np.testing.assert_array_equal(exported.get_tensor(name), original.get_tensor(name))
+
+
+@pytest.mark.parametrize('lr, decay_step, iterations', [
+    (1e-3, 9534, 9535), (1e-3, 9534, 15000), (1e-3, 30000, 9600), (1e-3, 30000, 30000),
+    (1e-3, 30000, 40000), (2.5e-4, 12000, 20000), (1e-4, 100, None)])
+def test_schedule_text_says_each_phase_and_the_papers_when_it_differs(lr, decay_step,
+                                                                     iterations):
+    text = checkpoints.schedule_text(lr, decay_step, iterations)
+    phases = text.split(' (paper')[0]
+    written = [float(word.rstrip(',')) for word in phases.replace('lr ', '').split()
+               if 'e-' in word]
+    # Each rate written is the one the graph used in that phase (model.learning_rate_schedule).
+    decayed = iterations is None or iterations > decay_step
+    assert written == ([lr, lr * 0.1] if decayed else [lr])
+    assert ('to {:,}'.format(decay_step) in phases) == decayed
+    assert ('throughout' in phases) != decayed
+    assert ('(paper: to 30,000)' in text) == (decay_step != 30000)

@@ -58,6 +58,10 @@ def build_parser():
                         help="text: the CPU(s) it was trained on, when not (only) this "
                              "machine's, e.g. 'AMD EPYC and Intel Xeon, 2 cores' (default: "
                              "this machine's model and cores)")
+    parser.add_argument('--schedule', default=None,
+                        help="text: the learning-rate schedule the weights were trained with "
+                             "(default: from the run's remaen_settings.json, e.g. 'lr 1e-3 to "
+                             "9,534, 1e-4 after (paper: to 30,000)')")
     parser.add_argument('--initialised_from', default=None,
                         help='text: what the weights started from, if not random')
     parser.add_argument('--photo', default=None, help='a real photo for the before/after strip')
@@ -153,7 +157,7 @@ def ship(args):
         else:
             average(prefixes, staging, names)
         card, strip = measure(args, staging, pairs, prefix, names)
-        with open(os.path.join(staging, 'model_card.json'), 'w') as handle:
+        with open(os.path.join(staging, checkpoints.CARD_FILE), 'w') as handle:
             json.dump(card, handle, indent=2)
         replace_folder(staging, target)
     finally:
@@ -183,6 +187,9 @@ def measure(args, folder, pairs, prefix, names):
         'averaged_checkpoints': names if len(names) > 1 else None,
         'iterations': checkpoints.stored_step(prefix), 'batch_size': stored.get('batch_size'),
         'patch_size': stored.get('patch_size'), 'training_data': args.training_data,
+        'schedule': args.schedule or checkpoints.schedule_text(
+            stored.get('lr', 1e-3), stored.get('lr_decay_step', 30000),
+            checkpoints.stored_step(prefix)),
         'initialised_from': args.initialised_from, 'wall_hours': args.wall_hours,
         'cpu': args.cpu or _cpu(), 'date': datetime.date.today().isoformat(),
         'demo_set': args.demo, 'demo': {k: mean[k] for k in inference.METRIC_KEYS},

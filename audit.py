@@ -7,9 +7,10 @@ Each DATASET is a folder in any layout ``discovery`` reads, or a name looked up 
 ``data/train/NAME`` then ``data/test/NAME`` (``--against`` looks in ``data/test`` first).
 Per dataset the audit reports the pairs, layout and image sizes, unreadable and unmatched
 files, the rain level (the rainy input's PSNR/SSIM against its clean image, paper protocol),
-clean backgrounds repeated within the set and rainy images repeated pixel for pixel. Between
-sets (each DATASET against ``--against``, or every two DATASETs) it reports shared clean
-backgrounds and identical rainy images. It writes ``audit.json`` (every finding with both
+clean backgrounds repeated within the set, rainy images repeated pixel for pixel and shared
+rain (rain layers that correlate on different backgrounds). Between sets (each DATASET against
+``--against``, or every two DATASETs) it reports shared clean backgrounds, identical rainy
+images and shared rain. It writes ``audit.json`` (every finding with both
 paths and a similarity score) and ``audit.html`` (thumbnails side by side, works offline)
 to ``--out`` (default ``results/audit/``).
 
@@ -45,6 +46,8 @@ SHOW = 20                 # findings listed per section in the terminal (all in 
 WARN_LINES = 10           # shared test backgrounds listed by training_warning
 CACHE_NAME = 'dataset_audit.json'
 PROGRESS_PAIRS = 1000     # training_warning shows progress above this many pairs
+RAIN_TITLE = ('shared rain (rain layers correlating >= %g on different backgrounds)'
+              % backgrounds.SHARED_RAIN_THRESHOLD)
 
 
 # ----------------------------------------------------------------------------- report
@@ -100,6 +103,7 @@ def dataset_lines(data):
               % (_range(scan_['psnr'], 2, ' dB'), _range(scan_['ssim'], 4))]
     lines += _findings_lines('repeated backgrounds', data['repeated_backgrounds'])
     lines += _findings_lines('identical rainy images', data['identical_rainy'])
+    lines += _findings_lines(RAIN_TITLE, data['shared_rain'])
     return lines
 
 
@@ -115,6 +119,7 @@ def comparison_lines(comparison, datasets):
                         len(audit_scan.affected(shared, 'b')), count[label_b], label_b))
     lines += _findings_lines('shared backgrounds', shared)
     lines += _findings_lines('identical rainy images', comparison['identical_rainy'])
+    lines += _findings_lines(RAIN_TITLE, comparison['shared_rain'])
     return lines
 
 
@@ -262,7 +267,7 @@ def build_parser():
     """The audit's command-line flags."""
     parser = argparse.ArgumentParser(
         prog='audit.py', description='Audit deraining datasets: pairs, sizes, rain level, '
-        'repeated and shared clean backgrounds, identical rainy images.')
+        'repeated and shared clean backgrounds, identical rainy images, shared rain.')
     parser.add_argument('datasets', nargs='+', metavar='DATASET',
                         help='dataset folder (any layout) or name under data/train|test')
     parser.add_argument('--against', metavar='TEST_DATASET', default=None,

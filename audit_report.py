@@ -33,7 +33,7 @@ def result_json(result):
             'unreadable': scan_['problems'],
             'rain_level': {'psnr': scan_['psnr'], 'ssim': scan_['ssim']},
             'repeated_backgrounds': data['repeated_backgrounds'],
-            'identical_rainy': data['identical_rainy'],
+            'identical_rainy': data['identical_rainy'], 'shared_rain': data['shared_rain'],
             'pairs_with_repeated_background': sorted(
                 set(audit_scan.affected(data['repeated_backgrounds'], 'a'))
                 | set(audit_scan.affected(data['repeated_backgrounds'], 'b')),
@@ -47,10 +47,12 @@ def _sections(result):
     for data in result['datasets']:
         yield data['label'] + ': repeated backgrounds', data['repeated_backgrounds'], True
         yield data['label'] + ': identical rainy images', data['identical_rainy'], False
+        yield data['label'] + ': shared rain', data['shared_rain'], False
     for comparison in result['comparisons']:
         title = '%s against %s' % tuple(comparison['sets'])
         yield title + ': shared backgrounds', comparison['shared_backgrounds'], True
         yield title + ': identical rainy images', comparison['identical_rainy'], False
+        yield title + ': shared rain', comparison['shared_rain'], False
 
 
 def _all_findings(result):
@@ -103,7 +105,7 @@ def write_strips(out_dir, result, pair_lookup):
         if number >= MAX_STRIPS:
             break
         a, b = finding['a'], finding['b']
-        rainy = finding['kind'] == 'identical rainy'
+        rainy = finding['kind'] in ('identical rainy', 'shared rain')  # rain shown
         try:
             loaded = [images.load_pair(pair_lookup[(side['set'], side['pairs'][0])])
                       for side in (a, b)]

@@ -1,8 +1,9 @@
 """Reading the sets and comparing them: the audit's findings.
 
 ``scan`` reads every pair of a set once (sizes, unreadable pairs, rain level, pixel digests
-of the rainy images, clean backgrounds); ``compare_sets`` turns background matches
-(``backgrounds``) and equal digests into findings; ``run_audit`` audits sets on their own
+of the rainy images, clean backgrounds, high-passed rain layers); ``compare_sets`` turns
+background matches (``backgrounds``) and equal digests into findings, ``shared_rain`` the
+rain layers that correlate on different backgrounds; ``run_audit`` audits sets on their own
 and against each other.
 """
 import collections
@@ -135,9 +136,11 @@ def scan(label, pairs, ssim_pairs=DEFAULT_SSIM_PAIRS, backgrounds_only=False,
     Returns:
       dict: ``sizes`` (Counter 'WxH' -> pairs), ``problems`` (list of {pair, error}),
       ``psnr`` and ``ssim`` (stats dicts or None), ``digests`` (list of (digest, pair)),
-      ``backgrounds`` (from ``backgrounds.background_set``).
+      ``backgrounds`` (from ``backgrounds.background_set``), ``rain`` ((pairs, their
+      ``backgrounds.rain_feature`` with float16 values): what ``shared_rain`` compares).
     """
     sizes, problems, psnrs, ssims, digests = collections.Counter(), [], [], [], []
+    rain_pairs, rain_features = [], []
     found = collections.OrderedDict()
     every = _ssim_every(len(pairs), ssim_pairs)
     with Progress(len(pairs), 'audit ' + label, unit='pair', enabled=show_progress) as bar:
@@ -153,12 +156,16 @@ def scan(label, pairs, ssim_pairs=DEFAULT_SSIM_PAIRS, backgrounds_only=False,
                 continue
             sizes['%dx%d' % (clean.shape[1], clean.shape[0])] += 1
             digests.append((pixel_digest(raw), pair))
+            values, mask = backgrounds.rain_feature(rain, clean)
+            rain_pairs.append(pair)
+            rain_features.append((values.astype(np.float16), mask))
             psnrs.append(metrics.psnr(rain, clean))
             if index % every == 0 and min(clean.shape[:2]) >= metrics.SSIM_WIN_SIZE:
                 ssims.append(metrics.ssim(rain, clean))
     return {'sizes': sizes, 'problems': problems, 'psnr': _stats(psnrs),
             'ssim': _stats(ssims), 'digests': digests,
-            'backgrounds': backgrounds.background_set(found)}
+            'backgrounds': backgrounds.background_set(found),
+            'rain': (rain_pairs, rain_features)}
 
 
 def _rainy_finding(kind, label_a, pair_a, label_b, pair_b):
@@ -194,6 +201,49 @@ def compare_sets(data_a, data_b=None):
     return found, rainy
 
 
+def _rain_side(label, pair):
+    return {'set': label, 'pairs': [pair.name], 'path': pair.rain_path, 'half': pair.half}
+
+
+def shared_rain(data_a, background_findings, data_b=None):
+    """Pairs whose rain layers correlate (``backgrounds.rain_correlations``, aligned as the
+    images are) at least ``backgrounds.SHARED_RAIN_THRESHOLD`` on different backgrounds.
+
+    Args:
+      data_a: dict with ``label`` and ``scan`` (from ``scan``).
+      background_findings: the background findings between the same sets
+        (``compare_sets``): pairs showing the same scene are left out (reported there, with
+        ``same_rain``), as are pairs of one clean file.
+      data_b: the second set, or None (within ``data_a``).
+
+    Returns:
+      list of finding dicts (kind 'shared rain', similarity = the correlation), highest
+      first.
+    """
+    within = data_b is None
+    data_b = data_a if within else data_b
+    pairs_a, features_a = data_a['scan']['rain']
+    pairs_b, features_b = data_b['scan']['rain']
+    if not pairs_a or not pairs_b:
+        return []
+    corr = backgrounds.rain_correlations(features_a, None if within else features_b)
+    same = {(a, b) for f in background_findings for a in f['a']['pairs']
+            for b in f['b']['pairs']}
+    found = []
+    rows, cols = np.nonzero(np.nan_to_num(corr, nan=-1.0) >= backgrounds.SHARED_RAIN_THRESHOLD)
+    for i, j in zip(rows, cols):
+        pair_a, pair_b = pairs_a[i], pairs_b[j]
+        if ((within and j <= i) or (pair_a.name, pair_b.name) in same
+                or (within and (pair_b.name, pair_a.name) in same)
+                or (within and pair_a.clean_path == pair_b.clean_path)):
+            continue
+        found.append({'kind': 'shared rain', 'a': _rain_side(data_a['label'], pair_a),
+                      'b': _rain_side(data_b['label'], pair_b),
+                      'similarity': round(float(corr[i, j]), 4),
+                      'transform': backgrounds.TRANSFORMS[0], 'k': 0})
+    return sorted(found, key=lambda f: -f['similarity'])
+
+
 def audit_dataset(folder, rainy_half=None, ssim_pairs=DEFAULT_SSIM_PAIRS, label=None):
     """Audit one set on its own.
 
@@ -205,8 +255,8 @@ def audit_dataset(folder, rainy_half=None, ssim_pairs=DEFAULT_SSIM_PAIRS, label=
 
     Returns:
       dict: ``label``, ``folder``, ``layout``, ``pairs`` (count), ``pairing_error``,
-      ``unmatched``, ``scan`` (from ``scan``), ``repeated_backgrounds`` and
-      ``identical_rainy`` (findings within the set).
+      ``unmatched``, ``scan`` (from ``scan``), ``repeated_backgrounds``,
+      ``identical_rainy`` and ``shared_rain`` (findings within the set).
 
     Raises:
       DataError: the folder holds no pairs.
@@ -217,6 +267,7 @@ def audit_dataset(folder, rainy_half=None, ssim_pairs=DEFAULT_SSIM_PAIRS, label=
             'unmatched': listing['unmatched']}
     data['scan'] = scan(data['label'], listing['pairs'], ssim_pairs)
     data['repeated_backgrounds'], data['identical_rainy'] = compare_sets(data)
+    data['shared_rain'] = shared_rain(data, data['repeated_backgrounds'])
     return data
 
 
@@ -242,7 +293,7 @@ def run_audit(folders, against=None, rainy_half=None, ssim_pairs=DEFAULT_SSIM_PA
     Returns:
       dict: ``datasets`` (from ``audit_dataset``, ``against`` last) and ``comparisons``
       (``{'sets': [A, B], 'shared_backgrounds': [...], 'identical_rainy': [...],
-      'pairs_sharing_a_background': {A: [names], B: [names]}}``).
+      'shared_rain': [...], 'pairs_sharing_a_background': {A: [names], B: [names]}}``).
     """
     all_folders = list(folders) + ([against] if against else [])
     datasets = [audit_dataset(f, rainy_half, ssim_pairs, label)
@@ -255,7 +306,7 @@ def run_audit(folders, against=None, rainy_half=None, ssim_pairs=DEFAULT_SSIM_PA
     for a, b in couples:
         shared, rainy = compare_sets(a, b)
         comparisons.append({'sets': [a['label'], b['label']], 'shared_backgrounds': shared,
-                            'identical_rainy': rainy,
+                            'identical_rainy': rainy, 'shared_rain': shared_rain(a, shared, b),
                             'pairs_sharing_a_background': {a['label']: affected(shared, 'a'),
                                                            b['label']: affected(shared, 'b')}})
     return {'datasets': datasets, 'comparisons': comparisons}

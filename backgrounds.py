@@ -15,6 +15,12 @@ measurements):
 
 The rain layers (rainy minus clean) of two matched pairs are compared the same way
 (``rain_layer``): at least ``SAME_RAIN_THRESHOLD`` means the same rain too.
+
+Shared rain on different backgrounds (a test set reusing its rain, a training set made from a
+test set's rain layers) is found without a search: every pair's rain layer is high-passed on
+its unclipped pixels (``rain_feature``), and the layers of every two pairs are correlated as
+the images lie, over their common top-left area, in a few matrix products
+(``rain_correlations``); at least ``SHARED_RAIN_THRESHOLD`` is shared rain.
 """
 import collections
 import functools
@@ -34,6 +40,13 @@ THUMB_SIDE = 128          # long side of the grayscale images compared in stage 
 RAIN_SIDE = 256           # long side of the rain layers compared (streaks are thin)
 MAX_SHIFT = 3             # pixels of THUMB_SIDE searched in each direction (~11 px at 480)
 MAX_LOG_ASPECT = 0.1      # aspect ratios further apart than this (log) never match
+# Shared rain (docs/datasets.md has the calibration): a Rain100H-val layer laid on another
+# Rain100H-val background correlates 0.52-0.97 (median 0.87) with its own pair's; unrelated
+# real layers at most 0.09 (Rain100H-val within itself 0.088, RainTrainH-12 against it 0.087).
+SHARED_RAIN_THRESHOLD = 0.3
+RAIN_FEATURE_STEP = 2     # the high-passed rain layers are reduced by this factor
+RAIN_SIGMA = 2.0          # full-resolution pixels: the layer minus its Gaussian blur
+MIN_RAIN_PIXELS = 1000    # unclipped pixels two layers must share to be compared
 
 # The 8 orientations (dihedral group): k rotations by 90 degrees counter-clockwise
 # (np.rot90), then a left-right flip when k >= 4.
@@ -244,4 +257,92 @@ def settings_json():
     return {'hash': 'imagehash %s phash, 64 bits, 8 orientations' % imagehash.__version__,
             'hash_max_distance': HASH_MAX_DISTANCE, 'match_threshold': MATCH_THRESHOLD,
             'same_rain_threshold': SAME_RAIN_THRESHOLD, 'thumb_side': THUMB_SIDE,
-            'max_shift': MAX_SHIFT}
+            'max_shift': MAX_SHIFT, 'shared_rain_threshold': SHARED_RAIN_THRESHOLD,
+            'rain_feature_step': RAIN_FEATURE_STEP, 'rain_sigma': RAIN_SIGMA}
+
+
+# ----------------------------------------------------------------------------- shared rain
+def rain_feature(rain, clean):
+    """The high-passed grey rain layer of a pair on its unclipped pixels, downsampled.
+
+    The layer is rainy minus clean (grey); where a rainy sample is clipped (1) it is only a
+    lower bound, so those pixels are left out: the low-pass is a normalised convolution of
+    the unclipped pixels only (Gaussian, ``RAIN_SIGMA``), and they stay out after the
+    reduction by ``RAIN_FEATURE_STEP`` (area average, the same factor for every size so that
+    layers stay aligned; a reduced pixel counts when all its sources are unclipped).
+
+    Args:
+      rain, clean: [H, W, 3] float BGR in [0, 1].
+
+    Returns:
+      (values [h, w] float32, zero where left out; mask [h, w] bool).
+    """
+    rain = np.asarray(rain, np.float32)
+    clean = np.asarray(clean, np.float32)
+    layer = cv2.cvtColor(rain, cv2.COLOR_BGR2GRAY) - cv2.cvtColor(clean, cv2.COLOR_BGR2GRAY)
+    mask = (rain < 1.0).all(axis=2).astype(np.float32)
+    weight = cv2.GaussianBlur(mask, (0, 0), RAIN_SIGMA)
+    low = cv2.GaussianBlur(layer * mask, (0, 0), RAIN_SIGMA) / np.maximum(weight, 1e-3)
+    size = (max(1, layer.shape[1] // RAIN_FEATURE_STEP),
+            max(1, layer.shape[0] // RAIN_FEATURE_STEP))
+    crop = (size[1] * RAIN_FEATURE_STEP, size[0] * RAIN_FEATURE_STEP)
+    values = cv2.resize(((layer - low) * mask)[:crop[0], :crop[1]], size,
+                        interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask[:crop[0], :crop[1]], size, interpolation=cv2.INTER_AREA) > 0.999
+    return np.where(mask, values, 0.0).astype(np.float32), mask
+
+
+def _flat_group(features, height, width):
+    """Stacked [N, height*width] values, squared values and masks of the features' top-left
+    height x width areas (float32)."""
+    values = np.stack([f[0][:height, :width].ravel() for f in features]).astype(np.float32)
+    masks = np.stack([f[1][:height, :width].ravel() for f in features]).astype(np.float32)
+    return values, values * values, masks
+
+
+def rain_correlations(features_a, features_b=None):
+    """Correlation of every two pairs' rain layers, aligned as the images are.
+
+    Two layers are compared over their common top-left area (the smaller height and width),
+    on the pixels unclipped in both: the Pearson correlation of ``rain_feature`` values.
+    Layers of one shape are compared all at once (six matrix products per two shapes).
+
+    Args:
+      features_a: list of ``rain_feature`` results (None for a pair that was not read).
+      features_b: the same for a second set, or None to compare ``features_a`` with itself.
+
+    Returns:
+      [N, M] float64 correlations in [-1, 1]; NaN where fewer than MIN_RAIN_PIXELS pixels
+      are shared or a pair is missing (and on the diagonal within one set).
+    """
+    within = features_b is None
+    features_b = features_a if within else features_b
+    result = np.full((len(features_a), len(features_b)), np.nan)
+    groups_a, groups_b = _by_shape(features_a), _by_shape(features_b)
+    for shape_a, rows in groups_a.items():
+        for shape_b, cols in groups_b.items():
+            height, width = min(shape_a[0], shape_b[0]), min(shape_a[1], shape_b[1])
+            a, a2, ma = _flat_group([features_a[i] for i in rows], height, width)
+            b, b2, mb = _flat_group([features_b[j] for j in cols], height, width)
+            count = ma @ mb.T
+            sum_a, sum_b, sum_ab = a @ mb.T, ma @ b.T, a @ b.T
+            sum_a2, sum_b2 = a2 @ mb.T, ma @ b2.T
+            with np.errstate(invalid='ignore', divide='ignore'):
+                n = count.astype(np.float64)
+                cov = sum_ab - sum_a * sum_b / n
+                var = (sum_a2 - sum_a ** 2 / n) * (sum_b2 - sum_b ** 2 / n)
+                corr = np.where((count >= MIN_RAIN_PIXELS) & (var > 0),
+                                cov / np.sqrt(np.maximum(var, 1e-30)), np.nan)
+            result[np.ix_(rows, cols)] = np.clip(corr, -1.0, 1.0)
+    if within:
+        np.fill_diagonal(result, np.nan)
+    return result
+
+
+def _by_shape(features):
+    """{(h, w): [indices]} of the features that exist."""
+    groups = collections.OrderedDict()
+    for index, feature in enumerate(features):
+        if feature is not None:
+            groups.setdefault(feature[0].shape, []).append(index)
+    return groups

@@ -86,6 +86,12 @@ class TrainBatcher(object):
     ``start=k`` (a training run resumed at iteration k) therefore serves exactly the batches
     k, k+1, ... of an uninterrupted run, instead of the first batches again.
 
+    With ``layers`` (a ``rainlayers.LayerSet``, ``--rain_layers``) the pairs are clean
+    backgrounds: the rainy crop is the clean crop with the rain of a layer crop laid on it
+    (``LayerSet.rain_for``). The same generator then draws, after the crops above, B layer
+    indices and B x 3 more uniform numbers (``LayerSet.draw``), so the layer crops continue
+    across resumes as the background crops do.
+
     Attributes:
       wait_seconds: total time next_batch spent blocked waiting for the worker.
       batches_served: number of batches returned by next_batch.
@@ -95,7 +101,7 @@ class TrainBatcher(object):
 
     def __init__(self, pairs, patch_size, batch_size, flip=False, seed=None,
                  memory_budget_mb=2048, prefetch=8, verbose=True, decode_threads=None,
-                 start=0):
+                 start=0, layers=None):
         """Validate and (when it fits) decode the training set, then start the worker.
 
         Args:
@@ -111,6 +117,8 @@ class TrainBatcher(object):
           decode_threads: threads decoding images (default min(8, CPU count)).
           start: index of the first batch served (the iteration a resumed run starts at);
             with a ``seed``, batch k is the same whatever ``start`` the batcher began at.
+          layers: None, or a ``rainlayers.LayerSet`` whose rain is laid on the clean crops
+            (then only the pairs' clean images are used).
 
         Raises:
           DataError: no pairs, pairs without ground truth, unreadable images, size mismatches,
@@ -132,6 +140,7 @@ class TrainBatcher(object):
         self.flip = bool(flip)
         self.seed = seed
         self.start = int(start)
+        self.layers = layers
         self.wait_seconds = 0.0
         self.batches_served = 0
         self.nbytes = 0
@@ -251,6 +260,8 @@ class TrainBatcher(object):
     def _make_batch(self, rng):
         indices = rng.integers(len(self.pairs), size=self.batch_size)
         draws = rng.random((self.batch_size, 3))
+        if self.layers is not None:
+            layer_indices, layer_draws = self.layers.draw(rng, self.batch_size)
         if self._entries is not None:
             entries = self._entries
         else:
@@ -262,8 +273,12 @@ class TrainBatcher(object):
         for i, index in enumerate(indices):
             rain, rain_scale, clean, clean_scale = entries[int(index)]
             rain, clean = crop_at(rain, clean, self.patch_size, draws[i], self.flip)
-            images.to_float(rain, rain_scale, out=rain_batch[i])
             images.to_float(clean, clean_scale, out=clean_batch[i])
+            if self.layers is not None:
+                rain_batch[i] = self.layers.rain_for(clean_batch[i], layer_indices[i],
+                                                     layer_draws[i])
+            else:
+                images.to_float(rain, rain_scale, out=rain_batch[i])
         return rain_batch, clean_batch
 
     def _put(self, item):

@@ -175,6 +175,12 @@ def build_parser():
                             'folder without {})')
     paths.add_argument('--trainset_size', type=positive_int, default=None,
                        help='use at most this many training pairs (default: all found)')
+    paths.add_argument('--rain_layers', type=str, default=None, metavar='PAIRED_FOLDER',
+                       help='training on real rain layers: each training crop is the clean '
+                            'image of a training pair (or of a pair of this folder) with the '
+                            'rain (rainy - clean) of a random crop of a random pair of this '
+                            'folder added, clipped at 1; any paired layout '
+                            '(docs/training.md) (default: train on the pairs as they are)')
     paths.add_argument('--testset_size', type=positive_int, default=None,
                        help='use at most this many test pairs (default: all found)')
     paths.add_argument('--rainy_half', choices=['left', 'right'], default=None,
@@ -196,6 +202,12 @@ def build_parser():
     paths.add_argument('--logs_dir', type=str, default='logs',
                        help='TensorBoard summaries (default logs)')
     run = parser.add_argument_group('training run')
+    run.add_argument('--init_weights', type=str, default=None, metavar='CHECKPOINT',
+                     help='warm start of a new run: the network weights of this checkpoint '
+                          '(a prefix or folder, e.g. checkpoints/ReMAEN_light), with fresh '
+                          'Adam state and iteration 0; ignored (with a note) when the '
+                          'checkpoint folder already has a checkpoint to resume (default: '
+                          'random initialisation)')
     run.add_argument('--save_every', type=positive_int, default=1000,
                      help='save a checkpoint every N iterations (default 1000; also at the end '
                           'and on Ctrl-C/SIGTERM)')

@@ -48,6 +48,11 @@ Rain100H (13.9 dB on the five heavy-rain samples).
 Determinism: every random number comes from one ``numpy.random.Generator``;
 ``synthesize_folder`` uses ``np.random.default_rng([seed, N])`` for pair N, so
 a pair depends only on the seed, the preset, the angle and its clean image.
+
+Real rain instead of streaks (``--rain_layers PAIRED_FOLDER``, ``composite_folder``): each
+pair is a window of a background with the rain of a random window of a random layer of the
+folder laid on it, as training with ``main.py --rain_layers`` makes its crops
+(``rainlayers``); written to look at the data and to audit it (``audit.py``).
 """
 
 import argparse
@@ -58,7 +63,9 @@ import cv2
 import numpy as np
 from progress import Progress
 
-from discovery import IMAGE_EXTENSIONS, image_names
+import images
+import rainlayers
+from discovery import IMAGE_EXTENSIONS, DataError, find_pairs, image_names
 from settings import nonnegative_int, positive_int
 
 PRESETS = {
@@ -370,6 +377,59 @@ def synthesize_folder(clean_dir, out_dir, preset, copies, seed, angle=None, limi
     return written
 
 
+def background_images(folder, layers=None):
+    """The clean backgrounds of a folder for ``composite_folder``, as Pairs.
+
+    A paired folder (any layout ``discovery`` reads) gives its clean images, a folder of
+    plain images the images; the layer folder's clean images follow, as in training
+    (``rainlayers.background_pairs``).
+    """
+    pairs, _ = find_pairs(folder, allow_missing_gt=True, verbose=False)
+    pairs = [p if p.clean_path else p._replace(clean_path=p.rain_path) for p in pairs]
+    return rainlayers.background_pairs(pairs, layers)
+
+
+def composite_folder(clean_dir, layer_dir, out_dir, copies, seed, limit=None, size=None,
+                     progress=True):
+    """Write ``rain-N.png`` / ``norain-N.png`` pairs made with real rain layers.
+
+    Pair N (1, 2, ... over backgrounds x copies, as ``synthesize_folder`` numbers them) is
+    ``rainlayers.sample_pair`` of background (N - 1) // copies with
+    ``np.random.default_rng([seed, N])``.
+
+    Args:
+        clean_dir: backgrounds: a paired folder (its clean images) or plain images.
+        layer_dir: the folder of pairs whose rain layers are used (``--rain_layers``).
+        out_dir: output folder, created if needed.
+        copies, seed, limit: as ``synthesize_folder``.
+        size: side of square crops, or None for the largest window of both images.
+        progress: progress lines.
+    Returns:
+        Number of pairs written.
+    Raises:
+        DataError: bad layer or background folder (one line naming the flag or file).
+    """
+    layers = rainlayers.load_layers(layer_dir, flag='--rain_layers', verbose=progress)
+    backgrounds = background_images(clean_dir, layers)
+    if limit is not None:
+        backgrounds = backgrounds[:int(limit)]
+    os.makedirs(out_dir, exist_ok=True)
+    written = 0
+    with Progress(len(backgrounds) * copies, 'composite', unit='pair', enabled=progress) as bar:
+        for i, pair in enumerate(backgrounds):
+            clean = images.load_pair(pair)[1]
+            for c in range(copies):
+                n = i * copies + c + 1
+                rainy, window = rainlayers.sample_pair(
+                    clean, layers, np.random.default_rng([int(seed), n]), size)
+                for name, image in ((f'rain-{n}.png', rainy), (f'norain-{n}.png', window)):
+                    images.write_image(os.path.join(out_dir, name),
+                                       np.round(image * 255.0).astype(np.uint8))
+                written += 1
+                bar.update(1)
+    return written
+
+
 def build_parser():
     """Command-line parser of ``synthesize.py``."""
     parser = argparse.ArgumentParser(
@@ -397,18 +457,32 @@ def build_parser():
     parser.add_argument('--limit', type=positive_int, default=None,
                         help='use only the first N images in natural sorted order '
                              '(default: all)')
+    parser.add_argument('--rain_layers', metavar='PAIRED_FOLDER', default=None,
+                        help='real rain instead of streaks: lay the rain (rainy - clean) of a '
+                             'random window of a random pair of this folder on each clean '
+                             'image, as main.py --rain_layers trains; --clean_dir may then '
+                             'be a paired folder (its clean images are used) and the layer '
+                             "folder's clean images are backgrounds too; --preset and "
+                             '--angle are not used')
+    parser.add_argument('--size', type=positive_int, default=None,
+                        help='with --rain_layers: square crops of this side (default: the '
+                             'largest window the background and the layer both hold)')
     return parser
 
 
 def main(argv=None):
-    """CLI entry point. Returns 0; bad input exits with status 1 and a one-line message."""
+    """CLI entry point. Returns 0; bad input exits with status 2 and a one-line message."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        count = synthesize_folder(args.clean_dir, args.out_dir, args.preset, args.copies,
-                                  args.seed, angle=args.angle, limit=args.limit)
-    except (SynthesisError, OSError) as err:
-        parser.exit(1, f'{parser.prog}: error: {err}\n')
+        if args.rain_layers is not None:
+            count = composite_folder(args.clean_dir, args.rain_layers, args.out_dir,
+                                     args.copies, args.seed, limit=args.limit, size=args.size)
+        else:
+            count = synthesize_folder(args.clean_dir, args.out_dir, args.preset, args.copies,
+                                      args.seed, angle=args.angle, limit=args.limit)
+    except (SynthesisError, DataError, OSError) as err:
+        parser.exit(2, f'{parser.prog}: error: {err}\n')
     print(f'wrote {count} pairs to {args.out_dir}')
     return 0
 

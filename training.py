@@ -35,6 +35,7 @@ import divergence
 import metrics
 import precision
 import quiet
+import rainlayers
 import settings
 import utils
 from dataloader import DataError
@@ -45,9 +46,12 @@ from progress import Progress
 
 # cluster/server: the TF_CONFIG task (distributed.Cluster) and its tf.train.Server, or None.
 # store: the chief's checkpoints.TrainingFolder (locked; it saves), None elsewhere.
+# layers: the rainlayers.LayerSet of --rain_layers (then pairs are clean backgrounds), or None.
+# warm_start: the checkpoint whose weights started the run (--init_weights), or None.
 Run = collections.namedtuple('Run', [
     'config', 'folder', 'pairs', 'prefix', 'sample_pairs', 'eval_pairs', 'hvd', 'chief',
-    'log_dir', 'cluster', 'server', 'store'], defaults=(None, None, None))
+    'log_dir', 'cluster', 'server', 'store', 'layers', 'warm_start'],
+    defaults=(None, None, None, None, None))
 # replicas: distributed.SyncReplicas of a TF_CONFIG worker, else None.
 Graph = collections.namedtuple('Graph', [
     'graph', 'rain', 'clean', 'net', 'psnr', 'summaries', 'saver', 'infer', 'init',
@@ -140,6 +144,12 @@ def prepare(args):
     data_dir = dataloader.resolve_dataset_dir(args.data_path, args.train_dataset, '--data_path')
     pairs, _ = dataloader.find_pairs(data_dir, rainy_half=args.rainy_half,
                                      limit=args.trainset_size)
+    layers = None
+    if args.rain_layers is not None:
+        layers = rainlayers.load_layers(args.rain_layers, args.patch_size, args.rainy_half)
+        pairs = rainlayers.background_pairs(pairs, layers)
+        print('Backgrounds: %d clean images (the training pairs\' and the rain layers\')'
+              % len(pairs))
     sample_pairs = _test_pairs(args, 2) if chief else []
     eval_pairs = []
     if chief and args.eval_every:
@@ -147,6 +157,9 @@ def prepare(args):
     if chief:
         _warn_shared_backgrounds(args, data_dir, os.path.join(args.logs_dir,
                                                               os.path.basename(folder)))
+        if layers:
+            _warn_shared_backgrounds(args, layers.folder, os.path.join(
+                args.logs_dir, os.path.basename(folder), 'rain_layers'))
     # One writer per folder: the chief. Other Horovod ranks read the same checkpoint (rank 0
     # broadcasts it anyway); a TF_CONFIG worker other than the chief never restores: the
     # variables live on the ps.
@@ -157,6 +170,8 @@ def prepare(args):
             None if cluster else checkpoints.newest_readable(folder, log=lambda _: None))
         if prefix:
             checkpoints.check_settings(folder, config, edge_loss_weight=args.edge_loss_weight)
+            rainlayers.check_resume(checkpoints.load_settings(folder), layers, folder)
+        warm_start = _warm_start(args, folder, prefix, config)
         log_dir = os.path.join(args.logs_dir, os.path.basename(folder))
         server = distributed.start_server(cluster, _session_config(args)) if cluster else None
     except BaseException:
@@ -164,7 +179,29 @@ def prepare(args):
             store.close()
         raise
     return Run(config, folder, pairs, prefix, sample_pairs, eval_pairs, hvd, chief, log_dir,
-               cluster, server, store)
+               cluster, server, store, layers, warm_start)
+
+
+def _warm_start(args, folder, prefix, config):
+    """The checkpoint whose network weights start a new run (``--init_weights``): a prefix,
+    checked against the network flags. A resume keeps the one its settings recorded (the
+    flag is then ignored, with a note). None without a warm start."""
+    if prefix:
+        if args.init_weights:
+            print('note: --init_weights ignored: %s resumes from its own checkpoint %s'
+                  % (folder, prefix))
+        return (checkpoints.load_settings(folder) or {}).get('init_weights')
+    if args.init_weights is None:
+        return None
+    where = args.init_weights
+    if where in checkpoints.SHIPPED_MODELS and not os.path.exists(where):
+        where = checkpoints.shipped_model_folder(where)
+    init = checkpoints.find(where) if where else None
+    if init is None:
+        raise UsageError('--init_weights %s holds no checkpoint; pass a checkpoint folder or '
+                         'prefix, e.g. checkpoints/ReMAEN_light' % (args.init_weights or "''"))
+    checkpoints.check_settings(os.path.dirname(init), config)
+    return init
 
 
 def _session_config(args):
@@ -218,7 +255,9 @@ def build(args, run):
         infer = model.build_inference_graph(run.config)
         init = tf.global_variables_initializer()
         restore_fn = (checkpoints.make_restorer(run.prefix, net.variables, net.global_step,
-                                                optional=optimizer_state) if run.prefix else None)
+                                                optional=optimizer_state) if run.prefix
+                      else checkpoints.make_restorer(run.warm_start, net.variables)
+                      if run.warm_start else None)  # a warm start: the weights only
         broadcast = run.hvd.broadcast_global_variables(0) if run.hvd else None
         if replicas:
             replicas.build()
@@ -273,6 +312,10 @@ def restore_or_init(args, run, graph):
             print('note: the checkpoint has no optimizer state (%d Adam variables, e.g. %s): '
                   'Adam restarts from zero moments' % (len(graph.restore_fn.skipped),
                                                        graph.restore_fn.skipped[0]))
+    elif graph.restore_fn is not None:
+        graph.restore_fn(session)
+        print('Warm start from %s: its network weights; Adam and the iteration count start '
+              'from zero' % run.warm_start)
     if graph.broadcast is not None:
         session.run(graph.broadcast)
     if graph.replicas:
@@ -300,7 +343,12 @@ def stored_settings(args, run):
     guard's stored losses must match to be used (but for the learning rate,
     ``checkpoints.GUARD_IGNORED_SETTINGS``). ``train_pairs``: the training-set size,
     reported by reproduce.py (Rain100H caveat)."""
-    return dict(settings.run_settings(args), train_pairs=len(run.pairs))
+    values = dict(settings.run_settings(args), train_pairs=len(run.pairs))
+    if run.layers:
+        values.update(run.layers.settings())
+    if run.warm_start:
+        values['init_weights'] = run.warm_start
+    return values
 
 
 def preload_guard(args, run, guard, step):
@@ -573,7 +621,8 @@ def _train(args, run):
         # bad training set leaves the folder of an earlier run untouched.
         batcher = dataloader.TrainBatcher(run.pairs, args.patch_size, args.batch_size,
                                           flip=args.flip, seed=_replica_seed(args.seed, run),
-                                          memory_budget_mb=args.memory_budget_mb, start=step)
+                                          memory_budget_mb=args.memory_budget_mb, start=step,
+                                          layers=run.layers)
         writer = None
         if run.chief:
             checkpoints.save_settings(run.folder, stored_settings(args, run))

@@ -38,6 +38,11 @@ framework runs ONE such convolution, so everything is reported as a ratio to tha
   ``large_photo_ratio`` = its seconds per pixel / those of the ``--size`` inference of the
   same run, ``peak_rss_mb_large_photo`` its process's peak memory; ``large_photo_choice`` the
   line saying whole or tiled (docs/tiling.md).
+* ``runtime_*`` (``--runtimes on``, or ``only`` for this alone): the same weights exported
+  (``deploy.export``) as a SavedModel, an ONNX model and a LiteRT model, each timed in its own
+  runtime on one ``--size`` image beside the project's TensorFlow graph, interleaved in one
+  process (median of ``--runtimes_repeats``); ``runtime_ratio`` = the TF graph's seconds /
+  the runtime's (above 1: faster than the graph). docs/deploy.md.
 * ``peak_rss_mb_*``: peak resident memory (VmHWM) of the process that ran each phase. Every
   phase runs in its own subprocess, so the numbers do not mix; they include the TensorFlow
   runtime (``baseline_rss_mb``: the same process after building and restoring, before the
@@ -168,11 +173,17 @@ def build_parser():
                              'data/test/Demo)')
     parser.add_argument('--bf16_pairs', type=positive_int, default=None,
                         help='how many of those pairs (default all; quick: 1)')
+    parser.add_argument('--runtimes', choices=['off', 'on', 'only'], default='off',
+                        help='also time the exported models in their runtimes (SavedModel, '
+                             'onnxruntime, LiteRT) against the TF graph at --size; only: '
+                             'nothing else (default off)')
+    parser.add_argument('--runtimes_repeats', type=positive_int, default=3,
+                        help='timed runs of each runtime (default 3)')
     parser.add_argument('--json_out', type=str, default=None,
                         help='also write the final JSON object to this file')
     # Internal: run one phase in this process and write its result to --phase_out.
     parser.add_argument('--phase', choices=['infer', 'train', 'quality', 'command',
-                                            'large_photo'],
+                                            'large_photo', 'runtimes'],
                         default=None,
                         help=argparse.SUPPRESS)
     parser.add_argument('--warmup_size', type=parse_size, default=None, help=argparse.SUPPRESS)
@@ -459,8 +470,59 @@ def print_large_photo(results, args):
              + (results['peak_rss_mb_large_photo'], results['large_photo_choice'])))
 
 
+def run_runtimes_phase(args):
+    """Export ``args.checkpoint`` in every format and time each runtime beside the TF graph
+    on one ``args.size`` image (one phase, in this process).
+
+    Returns:
+      dict: ``seconds`` {runtime: median seconds}, ``export_mb`` {format: size in MB}.
+    """
+    import checkpoints
+    import inference
+    import model
+    from deploy import export, runtimes
+    config = model.ModelConfig()
+    rng = np.random.default_rng(0)
+    check = [('bench', rng.random((48, 64, 3), np.float32))]
+    prefix = checkpoints.resolve(args.checkpoint, log=lambda line: None)
+    derainer = inference.Derainer(prefix, config, _session_config(args, 'fp32'), tile=0)
+    runners, sizes = {'tf_graph': derainer.run}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for fmt in export.FORMATS:
+            target = os.path.join(folder, fmt)
+            export.export(prefix, config, fmt, target, check)
+            sizes[fmt] = sum(export.files_of(target).values()) / 1e6
+            runners[fmt] = runtimes.load(fmt, target, args.intra_op_threads)
+        image = rng.random(tuple(args.size) + (3,), np.float32)
+        seconds = runtimes.time_runs(runners, image, args.runtimes_repeats)
+    derainer.close()
+    return {'seconds': seconds, 'export_mb': sizes}
+
+
+def runtimes_summary(result):
+    """``runtime_s``, ``runtime_ratio`` (TF graph seconds / runtime seconds), ``export_mb``."""
+    if result is None:
+        return {}
+    seconds = result['seconds']
+    return {'runtime_s': seconds, 'export_mb': result['export_mb'],
+            'runtime_ratio': {name: seconds['tf_graph'] / value
+                              for name, value in seconds.items()}}
+
+
+def print_runtimes(results, args):
+    """The runtime comparison's lines (nothing without ``--runtimes``)."""
+    if 'runtime_s' not in results:
+        return
+    print('exported model, one %dx%d image (median of %d runs; ratio = TF graph time / this '
+          'time):' % (args.size[0], args.size[1], args.runtimes_repeats))
+    for name, seconds in results['runtime_s'].items():
+        size = results['export_mb'].get(name)
+        print('  %-10s %7.3f s  x%.2f%s' % (name, seconds, results['runtime_ratio'][name],
+                                           '' if size is None else '  (%.1f MB)' % size))
+
+
 PHASES = {'infer': run_infer_phase, 'train': run_train_phase, 'quality': run_quality_phase,
-          'large_photo': run_large_photo_phase}
+          'large_photo': run_large_photo_phase, 'runtimes': run_runtimes_phase}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -475,7 +537,8 @@ def _forwarded(args):
              '--command_iterations', str(args.command_iterations),
              '--data_path', args.data_path,
              '--checkpoint', args.checkpoint, '--bf16_checkpoint', args.bf16_checkpoint,
-             '--bf16_data', args.bf16_data]
+             '--bf16_data', args.bf16_data,
+             '--runtimes_repeats', str(args.runtimes_repeats)]
     if args.bf16_pairs:
         flags += ['--bf16_pairs', str(args.bf16_pairs)]
     return flags
@@ -734,6 +797,10 @@ def benchmark(args):
             args.checkpoint = make_checkpoint(folder)
         phases = os.path.join(folder, 'phases')
         os.makedirs(phases)
+        runtimes = (run_phase(args, 'runtimes', phases, ['--size', '%dx%d' % tuple(args.size)])
+                    if args.runtimes != 'off' else None)
+        if args.runtimes == 'only':
+            return _report_runtimes_only(args, runtimes, cpu, cores, tf2.__version__)
         infer = run_phase(args, 'infer', phases, ['--size', '%dx%d' % tuple(args.size)])
         # The large image is timed once; its warm-up pass (session start-up, graph
         # optimisation) runs on the small size, in the same graph.
@@ -748,12 +815,14 @@ def benchmark(args):
         bf16_runs = None if reason else run_bf16_phases(args, phases, infer, train,
                                                                command)
     results = summarize(infer, large, train, command, args)
+    results.update(runtimes_summary(runtimes))
     results.update(bf16_summary(bf16_runs))
     results.update(large_photo_summary(photo, infer, args))
     print_table(results, infer, large, train, args)
     print_bf16(results, bf16_runs, reason, args)
     print_bf16_training(results, bf16_runs)
     print_large_photo(results, args)
+    print_runtimes(results, args)
     results.update({'date': datetime.date.today().isoformat(), 'cpu': cpu, 'cores': cores,
                     'tensorflow': tf2.__version__, 'quick': args.quick, 'fused': args.fused,
                     'precision': args.precision, 'size': '%dx%d' % tuple(args.size),
@@ -766,6 +835,20 @@ def benchmark(args):
             json.dump(results, handle, indent=2)
     print(json.dumps(results, sort_keys=True))
     return 0
+
+
+def _report_runtimes_only(args, runtimes, cpu, cores, tf_version):
+    """``--runtimes only``: the comparison's lines and its JSON line. Returns 0."""
+    results = runtimes_summary(runtimes)
+    print_runtimes(results, args)
+    results.update({'date': datetime.date.today().isoformat(), 'cpu': cpu, 'cores': cores,
+                    'tensorflow': tf_version, 'size': '%dx%d' % tuple(args.size)})
+    if args.json_out:
+        with open(args.json_out, 'w') as handle:
+            json.dump(results, handle, indent=2)
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -520,12 +520,14 @@ def print_summary(results, out_dir, stream=None):
 
 
 # ----------------------------------------------------------------------------- from flags
-def build_derainer(args, progress=None):
-    """The Derainer of parsed flags: checkpoint resolved and checked against the flags.
+def resolve_model(args):
+    """The checkpoint prefix and ModelConfig of parsed flags (deraining, testing, export).
 
     A shipped model (``--model``, or ``--input`` alone) without network flags uses the
     architecture stored next to it; any other checkpoint must match the network flags.
-    ``args.precision`` must be resolved (``precision.from_args``).
+
+    Returns:
+      (prefix, config).
     """
     prefix = checkpoints.resolve_args(args)
     folder = os.path.dirname(prefix)
@@ -535,6 +537,14 @@ def build_derainer(args, progress=None):
     else:
         config = settings.model_config(args)
         checkpoints.check_settings(folder, config)
+    return prefix, config
+
+
+def build_derainer(args, progress=None):
+    """The Derainer of parsed flags: checkpoint resolved and checked against the flags
+    (``resolve_model``). ``args.precision`` must be resolved (``precision.from_args``).
+    """
+    prefix, config = resolve_model(args)
     print('Restoring %s' % prefix)
     return Derainer(
         prefix, config, utils.session_config(args.intra_op_threads, args.inter_op_threads,

@@ -12,6 +12,8 @@ import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
 LEAKY_SLOPE = 0.2
+# The third value of ``direct_dilation``: explicit zero padding, then a VALID dilated Conv2D.
+PADDED = 'padded'
 
 
 def leaky_relu(x, name=None):
@@ -45,13 +47,16 @@ def conv(inputs, num_outputs, scope, rate=1, activation_fn=None, direct_dilation
         ``slim.conv2d``'s SpaceToBatchND -> Conv2D -> BatchToSpaceND. Same variables and
         result; ~15% faster forward on CPU (see BENCHMARKS.md). Its gradient exists with
         oneDNN's CPU kernels and on GPUs but not with TensorFlow's plain CPU kernels
-        (``precision.direct_dilation_trainable``).
+        (``precision.direct_dilation_trainable``). ``PADDED`` ('padded'): the same Conv2D
+        with VALID padding on the input zero-padded by ``rate`` pixels on each side
+        (``tf.pad``), which equals SAME; ONNX Runtime runs this form for any image size
+        (a dilated SAME conv of unknown size it refuses; docs/deploy.md).
 
     Returns:
       [N, H, W, C_out] float32.
     """
     if direct_dilation and rate > 1:
-        net = fused_conv(inputs, num_outputs, [scope], rate)[0]
+        net = fused_conv(inputs, num_outputs, [scope], rate, direct_dilation == PADDED)[0]
         return activation_fn(net) if activation_fn is not None else net
     return slim.conv2d(inputs, num_outputs, [3, 3], rate=rate, activation_fn=activation_fn,
                        scope=scope)
@@ -76,7 +81,7 @@ def conv_variables(inputs, num_outputs, scope):
     return weights, biases
 
 
-def fused_conv(inputs, num_outputs, scopes, rate=1):
+def fused_conv(inputs, num_outputs, scopes, rate=1, padded=False):
     """Several 3x3 SAME convs of the SAME input computed as one wider ``Conv2D`` op.
 
     The variables of each scope are those of ``conv(inputs, num_outputs, scope)``; their
@@ -90,6 +95,8 @@ def fused_conv(inputs, num_outputs, scopes, rate=1):
       num_outputs: C_out of each conv.
       scopes: variable scopes, e.g. ``['conv_xr', 'conv_xz', 'conv_xn']``.
       rate: dilation rate, passed to ``Conv2D`` directly (see ``conv``).
+      padded: pad the input by ``rate`` zeros on each side and convolve VALID (the same
+        numbers as SAME; see ``conv``'s ``PADDED``).
 
     Returns:
       list of len(scopes) tensors [N, H, W, C_out], linear (no activation).
@@ -97,7 +104,12 @@ def fused_conv(inputs, num_outputs, scopes, rate=1):
     pairs = [conv_variables(inputs, num_outputs, scope) for scope in scopes]
     weights = tf.concat([w for w, _ in pairs], axis=3) if len(pairs) > 1 else pairs[0][0]
     biases = tf.concat([b for _, b in pairs], axis=0) if len(pairs) > 1 else pairs[0][1]
-    net = tf.nn.bias_add(tf.nn.conv2d(inputs, weights, [1, 1, 1, 1], 'SAME',
+    padding = 'SAME'
+    if padded:
+        # A 3x3 kernel dilated by r spans 2r + 1 pixels: SAME pads r on every side.
+        inputs = tf.pad(inputs, [[0, 0], [rate, rate], [rate, rate], [0, 0]])
+        padding = 'VALID'
+    net = tf.nn.bias_add(tf.nn.conv2d(inputs, weights, [1, 1, 1, 1], padding,
                                       dilations=[1, rate, rate, 1]), biases)
     return tf.split(net, len(scopes), axis=3) if len(scopes) > 1 else [net]
 
@@ -112,6 +124,18 @@ def _gate_convs(inputs, num_outputs, scopes, fused):
 def global_mean_squeeze(inputs):
     """The paper's squeeze: [N, H, W, C] -> [N, C], the mean over H and W."""
     return tf.reduce_mean(inputs, axis=[1, 2])
+
+
+def row_mean_squeeze(inputs):
+    """The paper's squeeze computed as the mean of the row means: [N, H, W, C] -> [N, C].
+
+    The same value as ``global_mean_squeeze`` in exact arithmetic, but in float32 each sum
+    has W or H terms instead of H x W: on a 321x481 image its relative error is ~2e-7
+    instead of TensorFlow's ~3e-6 for one mean of 154,401 terms, and ONNX Runtime and
+    LiteRT compute it as closely (their one-shot means differ more). The network
+    amplifies these errors to ~1e-4 in the output (docs/deploy.md), so the exports use it.
+    """
+    return tf.reduce_mean(tf.reduce_mean(inputs, axis=2), axis=1)
 
 
 class FedSqueeze(object):

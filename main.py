@@ -1,14 +1,16 @@
-"""ReMAEN command line: train, test (with PSNR/SSIM) and derain your own photos.
+"""ReMAEN command line: train, test (with PSNR/SSIM), derain your own photos, export.
 
     python main.py --is_training True --train_dataset Rain100L --batch_size 32
     python main.py --is_testing True --train_dataset Rain100L --test_dataset Rain100L \
         --trainset_size 200 --testset_size 100 --batch_size 32
     python main.py --input my_photos/                 # the shipped light-rain model
     python main.py --input my_photos/ --model heavy   # the shipped heavy-rain model
+    python main.py --export onnx --model light --export_dir exports/light_onnx
 
 A thin layer: it parses the flags (``settings``) and calls the library (``training.train``,
-``inference.Derainer`` + ``inference.derain_pairs``). Every fault a user can cause prints one
-``error:`` line and returns exit code 2 (``errors.run``; no traceback unless --verbose).
+``inference.Derainer`` + ``inference.derain_pairs``, ``deploy.export``). Every fault a user
+can cause prints one ``error:`` line and returns exit code 2 (``errors.run``; no traceback
+unless --verbose).
 """
 import os
 import stat
@@ -21,6 +23,8 @@ import images
 import inference
 import quiet
 import settings
+import utils
+from deploy import export
 from errors import TrainingError, UsageError  # noqa: F401  (re-exported for callers)
 
 from inference import Derainer, build_derainer, derain_pairs  # noqa: F401
@@ -147,10 +151,33 @@ def export_weights(args):
     print('Exported %d variables from %s to %s (%.1f MB)' % (count, prefix, target, size / 1e6))
 
 
+def export_model(args):
+    """--export FORMAT --export_dir DIR: the model as a SavedModel, ONNX or LiteRT file,
+    checked against the graph on the demo pairs (``deploy.export``), with its model card."""
+    prefix, config = inference.resolve_model(args)
+    card = checkpoints.model_card(os.path.dirname(prefix))
+    check_images = export.demo_images(card)
+    print('Exporting %s as %s' % (prefix, args.export))
+    section = export.export(prefix, config, args.export, args.export_dir, check_images, card,
+                            _session_config(args))
+    sizes = export.files_of(args.export_dir)
+    print('Exported %s: %s (%.1f MB in %d files, with %s)'
+          % (args.export, args.export_dir, sum(sizes.values()) / 1e6, len(sizes),
+             export.CARD_FILE))
+    check = section['check']
+    print('export check: max |diff| %.1e on %d images (against the graph with the export\'s '
+          'options; %.1e from the default graph, docs/deploy.md)'
+          % (check['max_abs_diff'], len(check['images']), check['default_graph_diff']))
+
+
+def _session_config(args):
+    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla)
+
+
 # ----------------------------------------------------------------------------- entry point
 # Path flags that must not be given as '' (an empty path would mean the current folder).
 PATH_FLAGS = ('input', 'export_weights', 'checkpoint', 'checkpoint_dir', 'test_dir',
-              'logs_dir', 'sample_dir', 'data_path', 'test_path')
+              'logs_dir', 'sample_dir', 'data_path', 'test_path', 'export_dir')
 
 
 def main(argv=None):
@@ -168,7 +195,8 @@ def main(argv=None):
 
 
 def run_commands(args):
-    """Check the request, then train, test, derain --input and export, in that order.
+    """Check the request, then train, test, derain --input, export the weights and export
+    the model, in that order.
 
     What is cheap to check (flags, output folders, the --input photos) is checked before
     TensorFlow starts.
@@ -177,9 +205,11 @@ def run_commands(args):
     if empty:
         raise UsageError('--%s is empty; pass a path' % empty[0])
     if not (args.is_training or args.is_testing or args.input is not None
-            or args.export_weights is not None):
+            or args.export_weights is not None or args.export is not None):
         raise UsageError('nothing to do: pass --is_training True, --is_testing True, --input '
-                         'PATH or --export_weights DIR (see --help)')
+                         'PATH, --export_weights DIR or --export FORMAT (see --help)')
+    if (args.export is None) != (args.export_dir is None):
+        raise UsageError('--export FORMAT and --export_dir DIR go together; pass both')
     if args.num_gpus > 1 and args.horovod:
         raise UsageError('use either --num_gpus N (one machine) or --horovod True, not both')
     if args.is_training and args.keep_every and args.keep_every % args.save_every:
@@ -201,6 +231,8 @@ def run_commands(args):
         derain_input(args, inputs)
     if args.export_weights is not None:
         export_weights(args)
+    if args.export is not None:
+        export_model(args)
 
 
 def check_outputs(args):
@@ -215,6 +247,8 @@ def check_outputs(args):
         names.append('export_weights')
     for name in names:
         inference.check_output_dir(getattr(args, name), '--' + name)
+    if args.export is not None:
+        export.check_target(args.export_dir)
 
 
 if __name__ == '__main__':

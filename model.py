@@ -18,7 +18,8 @@ import dataclasses
 import tensorflow.compat.v1 as tf
 import tf_slim as slim
 
-from maeb import attentive_gru, conv, leaky_relu, maeb, remaen_arg_scope, se_block
+from maeb import (attentive_gru, conv, leaky_relu, maeb, remaen_arg_scope, row_mean_squeeze,
+                  se_block)
 
 NUM_GRUS = 7
 # Laplacian used by the edge loss (plain data; turned into a tensor only when a graph is built).
@@ -154,7 +155,7 @@ PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
 def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
-           direct_dilation=False, precision='fp32'):
+           direct_dilation=False, precision='fp32', row_means=False):
     """Build the full recurrent network (the graph factory's one network builder).
 
     All stages share every weight (the stage loop reuses the variables of stage 1).
@@ -177,9 +178,16 @@ def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
         Conv2D -> BatchToSpaceND (faster). Differentiable with oneDNN's CPU kernels and on
         GPUs, not with TensorFlow's plain CPU kernels (``precision.direct_dilation_trainable``
         tells which a session has).
+        ``'padded'`` (``maeb.PADDED``): the same single ops on an explicitly zero-padded
+        input with VALID padding, the form ONNX Runtime runs for any image size (exports,
+        ``deploy/``).
       precision: 'fp32' (default) or 'bf16' build the float32 graph (bf16 on CPUs is a
         session rewrite, see ``precision.py``); 'fp16' computes in float16 with float32
         variables (GPU tensor cores), the outputs cast back to float32.
+      row_means: the SE blocks' means as means of row means (``maeb.row_mean_squeeze``:
+        closer to exact in float32, and computed alike by ONNX Runtime and LiteRT; the
+        exports, ``deploy/``). Not with a fed squeeze (tiling's ``FedSqueeze``), which it
+        would replace.
 
     Returns:
       output: [N, H, W, C] float32, the final derained estimate (not clipped).
@@ -198,11 +206,14 @@ def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
     getter = _float32_variables if half else None
     _check_reuse(scope, reuse)
     se_collection = tf.get_default_graph().unique_name('remaen_se_inputs', mark_as_used=True)
+    se_options = dict(outputs_collections=se_collection)
+    if row_means:
+        se_options['squeeze_fn'] = row_mean_squeeze
     # Inside, variables are shared on purpose (AUTO_REUSE): all stages share every weight,
     # the dilation branches of a MAEB share d1/d2, the GRUs of a path share one SE block.
     with tf.variable_scope(scope, values=[inputs], reuse=tf.AUTO_REUSE, custom_getter=getter), \
             slim.arg_scope(remaen_arg_scope()), \
-            slim.arg_scope([se_block], outputs_collections=se_collection):
+            slim.arg_scope([se_block], **se_options):
         for stage in range(1, config.stages + 1):
             with tf.name_scope('stage%d' % stage):
                 residual, states = remaen_stage(estimate, states, config, fused,
@@ -252,7 +263,7 @@ InferenceGraph = collections.namedtuple('InferenceGraph',
 
 
 def build_inference_graph(config=None, *, image_size=None, reuse=tf.AUTO_REUSE, fused=True,
-                          direct_dilation=True, precision='fp32'):
+                          direct_dilation=True, precision='fp32', row_means=False):
     """The graph that derains one image of any size (testing, deraining, samples, curves).
 
     Builds, in the default graph, a [1, None, None, C] float32 placeholder and the network on
@@ -264,8 +275,8 @@ def build_inference_graph(config=None, *, image_size=None, reuse=tf.AUTO_REUSE, 
         any size.
       reuse: see ``remaen``; the default shares the variables of a training graph built in
         the same tf.Graph (training samples and curves).
-      fused, direct_dilation, precision: see ``remaen`` (direct dilation on by default:
-        nothing here is differentiated).
+      fused, direct_dilation, precision, row_means: see ``remaen`` (direct dilation on by
+        default: nothing here is differentiated).
 
     Returns:
       InferenceGraph: ``images`` the placeholder (BGR in [0, 1]), ``output`` [1, H, W, C]
@@ -276,7 +287,8 @@ def build_inference_graph(config=None, *, image_size=None, reuse=tf.AUTO_REUSE, 
     height, width = image_size or (None, None)
     images = tf.placeholder(tf.float32, [1, height, width, IMAGE_CHANNELS], name='rain')
     _, end_points = remaen(images, config, reuse=reuse, fused=fused,
-                           direct_dilation=direct_dilation, precision=precision)
+                           direct_dilation=direct_dilation, precision=precision,
+                           row_means=row_means)
     stages = [tf.clip_by_value(t, 0.0, 1.0) for t in stage_outputs(end_points)]
     return InferenceGraph(images, stages[-1], stages, end_points)
 

@@ -278,6 +278,17 @@ def build_parser():
                            '(default 0 = automatic: 4096, or 75%% of the memory available '
                            'when less)')
     add_session_flags(perf)
+
+    export = parser.add_argument_group('export (docs/deploy.md)')
+    export.add_argument('--export', choices=['savedmodel', 'onnx', 'litert'], default=None,
+                        metavar='FORMAT',
+                        help='export the model of --model or --checkpoint for other runtimes: '
+                             'savedmodel (TensorFlow Serving), onnx (ONNX Runtime, OpenVINO) '
+                             'or litert (TFLite); any image size, input BGR in [0, 1]; '
+                             'checked against the graph on the demo pairs')
+    export.add_argument('--export_dir', type=str, default=None,
+                        help='the new or empty folder --export writes (the model and its '
+                             'model_card.json)')
     return parser
 
 

@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 from conftest import read_manifest, write_pairs
 import main
 import model
+from model import ModelConfig
 import settings
 
 tf.disable_v2_behavior()
@@ -204,13 +205,13 @@ def test_settings_mismatch_on_restore_names_the_setting(tmp_path, capsys, monkey
 
 
 # ----------------------------------------------------------------------------- multi-tower
-def train_one_step(rain, clean, devices, initial=None):
+def train_one_step(rain, clean, devices, initial=None, config=None):
     """One Adam step; returns (loss, {name: value after}, {name: value before}, graph)."""
     graph = tf.Graph()
     with graph.as_default():
         rain_in = tf.placeholder(tf.float32, rain.shape)
         clean_in = tf.placeholder(tf.float32, clean.shape)
-        net = model.build_train_graph(rain_in, clean_in, devices=devices)
+        net = model.build_train_graph(rain_in, clean_in, config=config, devices=devices)
         init = tf.global_variables_initializer()
     config = tf.ConfigProto(device_count={'CPU': 2}, allow_soft_placement=False)
     config.graph_options.rewrite_options.disable_meta_optimizer = True  # faster first step
@@ -232,13 +233,16 @@ def device_of(op):
     return spec.device_type.upper(), spec.device_index
 
 
-def test_two_towers_equal_one_tower():
+@pytest.mark.slow   # two training graphs of the paper's network (their build is the cost)
+@pytest.mark.parametrize('config', [ModelConfig()], ids=['paper'])
+def test_two_towers_equal_one_tower(config):
     rng = np.random.default_rng(2)
     rain = rng.random((2, SIZE, SIZE, 3), dtype=np.float32)
     clean = np.clip(rain - 0.2 * rng.random(rain.shape, dtype=np.float32), 0, 1)
-    loss1, after1, before, _ = train_one_step(rain, clean, None)
+    loss1, after1, before, _ = train_one_step(rain, clean, None, config=config)
     loss2, after2, before2, graph = train_one_step(rain, clean, ['/cpu:0', '/cpu:1'],
-                                                   initial=before)
+                                                   initial=before, config=config)
+    # Two stages or more hold every variable of the paper's (the channels change shapes only).
     assert set(after2) == set(read_manifest()) and len(after2) == 138
     for name in before:
         np.testing.assert_array_equal(before2[name], before[name])
@@ -258,7 +262,10 @@ def test_two_towers_equal_one_tower():
                  and op.name.startswith('derainNet/')]
     assert len(variables) > 138  # the weights and their Adam slots
     assert {device_of(op) for op in variables} == {('CPU', 0)}
+    counts = []
     for tower in (0, 1):
         convs = [op for op in ops if op.type.startswith('Conv2D')
                  and op.name.startswith('tower_%d/' % tower)]
-        assert len(convs) > 200 and {device_of(op) for op in convs} == {('CPU', tower)}
+        counts.append(len(convs))
+        assert {device_of(op) for op in convs} == {('CPU', tower)}
+    assert counts[0] == counts[1] > 60 * config.stages  # forward and backward, each tower

@@ -69,6 +69,7 @@ def test_the_mean_of_a_step_range_equals_numpy(run_folder, tmp_path, capsys):
                                   tf.train.load_variable(os.path.join(out, 'ReMAEN'), name))
 
 
+@pytest.mark.slow   # the tool as a whole process (its quiet start-up)
 def test_every_keeps_the_multiples_and_the_import_is_quiet(run_folder, tmp_path):
     out = str(tmp_path / 'avg')
     # The environment of a user's shell: no TensorFlow log settings (conftest sets some).

@@ -146,6 +146,7 @@ def test_keep_every_keeps_its_multiples_out_of_the_rotation(tmp_path):
     store.close()
 
 
+@pytest.mark.slow   # a real process killed by a real signal
 def test_kill_9_in_the_middle_of_a_save_resumes_from_the_previous_one(tmp_path):
     folder = str(tmp_path / 'run')
     script = r'''

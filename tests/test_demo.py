@@ -51,6 +51,7 @@ def test_shipped_checkpoint_is_weights_only_default_model(name):
                                  'skip_connections': True}
 
 
+@pytest.mark.slow   # the README's command as a whole CLI run (5 images, 321x481)
 def test_readme_demo_command_derains(tmp_path):
     command = readme_demo_command()
     assert command[:2] == ['python', 'main.py'] and '--is_testing' in command

@@ -107,16 +107,18 @@ def _demo_regex():
 
 
 def _ci_commands():
-    """(pip install line, test command) of .ci/run, the test command spelled with python."""
+    """(pip install line, default-tier test command, slow-tier test command) of .ci/run, the
+    test commands spelled with python."""
     lines = [line.strip() for line in _read(os.path.join(ROOT, '.ci', 'run')).splitlines()
              if line.strip() and not line.strip().startswith('#')]
     install = [line for line in lines if 'pip install' in line]
     tests = [line for line in lines if '-m pytest' in line]
-    assert len(install) == 1 and len(tests) == 1, lines
-    words = tests[0].split()
-    if words[0] == 'python3':
-        words[0] = 'python'
-    return install[0], ' '.join(words)
+    assert len(install) == 1 and len(tests) == 2, lines
+
+    def spelled(line):
+        words = line.split()
+        return ' '.join(['python' if words[0] == 'python3' else words[0]] + words[1:])
+    return install[0], spelled(tests[0]), spelled(tests[1])
 
 
 # ----------------------------------------------------------------------------- tests
@@ -157,10 +159,12 @@ def test_readme_first_commands_are_the_demo_and_ci_commands():
     match = re.search(_demo_regex(), text)
     assert match and match.group(0) == lines[0], (match and match.group(0), lines[0])
     assert '--is_testing' in lines[0].split()
-    # The second is exactly what CI runs.
-    install, tests = _ci_commands()
+    # The second is exactly what CI runs first (the default tier); CI then runs the slow
+    # tier, which the README names beside it.
+    install, tests, slow = _ci_commands()
     assert '-r requirements.txt' in install
     assert lines[1] == INSTALL + tests, (lines[1], tests)
+    assert slow == tests + ' -m slow' and '`%s`' % slow in text, slow
 
 
 def test_every_relative_link_points_to_an_existing_file():

@@ -146,6 +146,7 @@ def test_index_without_ground_truth(tmp_path):
     assert 'class="summary"' not in text
 
 
+@pytest.mark.slow   # a browser start; .ci/run installs Debian's chromium for the slow tier
 def test_index_renders_in_headless_chromium(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip('%s is not installed (apt-get install chromium)' % CHROMIUM)

@@ -263,6 +263,9 @@ def export(prefix, config, fmt, folder, check_images, card=None, session_config=
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     partial = tempfile.mkdtemp(prefix='.%s.partial-' % os.path.basename(folder), dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o777 & ~umask)   # mkdtemp's 0700 would stay the export's
     derainer = runtime = None
     try:
         with graph.as_default():

@@ -235,7 +235,7 @@ class LayerSet(object):
         self.folder = folder
         self.layers = list(layers)
         self.mode = mode
-        self.nbytes = sum(l.rain.nbytes + l.clean.nbytes for l in self.layers)
+        self.nbytes = sum(one.rain.nbytes + one.clean.nbytes for one in self.layers)
 
     def __len__(self):
         return len(self.layers)
@@ -329,7 +329,7 @@ def background_pairs(pairs, layers=None):
       list of Pair.
     """
     found, seen = [], set()
-    for pair in list(pairs) + ([l.pair for l in layers.layers] if layers else []):
+    for pair in list(pairs) + ([layer.pair for layer in layers.layers] if layers else []):
         if pair.clean_path is None:
             raise DataError('training needs clean backgrounds but {} has no clean partner'
                             .format(pair.rain_path))

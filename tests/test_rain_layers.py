@@ -142,7 +142,7 @@ def test_batches_crops_flips_order_and_resume(tmp_path):
     background = rainlayers.background_pairs(pairs, layers)
     # Backgrounds: the 3 training clean images, then the 3 layer clean images, each once.
     assert [p.clean_path for p in background] == (
-        [p.clean_path for p in pairs] + [l.pair.clean_path for l in layers.layers])
+        [p.clean_path for p in pairs] + [layer.pair.clean_path for layer in layers.layers])
     assert all(p.rain_path == p.clean_path for p in background)
     assert len(rainlayers.background_pairs(pairs + pairs, layers)) == 6
     cleans = [cv2.imread(p.clean_path) for p in background]

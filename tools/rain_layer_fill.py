@@ -105,7 +105,7 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     layer_set = rainlayers.load_layers(args.layers)
-    layers = [images.load_pair(l.pair) for l in layer_set.layers]
+    layers = [images.load_pair(layer.pair) for layer in layer_set.layers]
     real = [images.load_pair(p) for p in find_pairs(args.real, verbose=False)[0]]
     rng = np.random.default_rng(args.seed)
     print('| fill | error of the filled S on re-clipped samples (mean, RMSE) | composite '

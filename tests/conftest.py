@@ -26,9 +26,9 @@ def needs_shared_data(*names):
     import pytest
     missing = [name for name in names
                if not os.path.isdir(os.path.join(SHARED_DATA, name))]
-    return pytest.mark.skipif(
-        bool(missing), reason='needs ../shared/data/%s beside the project (the team\'s '
-        'benchmark data, not in a clone)' % ', ../shared/data/'.join(missing or ['']))
+    folders = ', '.join('../shared/data/' + name for name in missing)
+    return pytest.mark.skipif(bool(missing), reason='needs %s beside the project (the team\'s '
+                              'benchmark data, not in a clone)' % folders)
 
 
 def read_manifest():

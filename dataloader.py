@@ -14,10 +14,10 @@ The code lives in three modules, one idea each:
 Every user-facing problem raises ``DataError`` with a one-line message naming the path and
 what to do. None of these modules imports TensorFlow.
 """
-from batching import TrainBatcher, crop_at, random_crop  # noqa: F401
-from discovery import (  # noqa: F401
+from loading.batching import TrainBatcher, crop_at, random_crop  # noqa: F401
+from loading.discovery import (  # noqa: F401
     CLEAN_DIR_NAMES, IMAGE_EXTENSIONS, RAIN_DIR_NAMES, DataError, Pair, find_pairs,
     folder_images, image_names, natural_key, resolve_dataset_dir)
-from images import (  # noqa: F401
+from loading.images import (  # noqa: F401
     DataWarning, check_pairs, decode, image_size, load_pair, load_raw_pair, pair_size,
     read_image, reset_warnings, to_float)

@@ -27,8 +27,8 @@ import sys
 
 import numpy as np
 
-import checkpoints
-import errors
+import checkpointing
+from console import errors
 
 CURVE_FILE = 'curve.csv'
 CURVE_COLUMNS = ('step', 'stage', 'psnr', 'ssim', 'psnr_y', 'ssim_y', 'seconds')
@@ -272,11 +272,11 @@ def _derain(checkpoint, image):
       [H, W, 3] float32 BGR in [0, 1].
 
     Raises:
-      checkpoints.CheckpointError: no checkpoint there, or it does not fit the stored settings.
+      checkpointing.CheckpointError: no checkpoint there, or it does not fit the stored settings.
     """
     import inference
-    prefix = checkpoints.resolve(checkpoint)
-    config = checkpoints.stored_config(os.path.dirname(prefix))
+    prefix = checkpointing.resolve(checkpoint)
+    config = checkpointing.stored_config(os.path.dirname(prefix))
     derainer = inference.Derainer(prefix, config)
     try:
         return derainer(image)

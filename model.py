@@ -182,7 +182,7 @@ def remaen(inputs, config=None, *, scope='derainNet', reuse=None, fused=True,
         input with VALID padding, the form ONNX Runtime runs for any image size (exports,
         ``deploy/``).
       precision: 'fp32' (default) or 'bf16' build the float32 graph (bf16 on CPUs is a
-        session rewrite, see ``precision.py``); 'fp16' computes in float16 with float32
+        session rewrite, see ``machine/precision.py``); 'fp16' computes in float16 with float32
         variables (GPU tensor cores), the outputs cast back to float32.
       row_means: the SE blocks' means as means of row means (``maeb.row_mean_squeeze``:
         closer to exact in float32, and computed alike by ONNX Runtime and LiteRT; the

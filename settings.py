@@ -371,9 +371,9 @@ def training_memory(args):
 def _check_training_memory(parser, args):
     """Refuse a batch whose training step cannot fit in this machine's memory (no GPU: on a
     GPU the activations live in its memory, and TensorFlow reports a clear error there)."""
-    import profiling
-    import quiet
-    total = profiling.physical_memory()
+    from machine import resources
+    from console import quiet
+    total = resources.physical_memory()
     need = training_memory(args)
     if total is None or need <= total or quiet.has_nvidia_device():
         return
@@ -398,7 +398,7 @@ def model_config(args):
 
 def run_suffix(args):
     """Checkpoint-folder suffix: '' for the paper's model and loss, else one tag per change
-    (``checkpoints.default_folder`` names the folder with it)."""
+    (``checkpointing.default_folder`` names the folder with it)."""
     suffix = model_config(args).suffix()
     if args.edge_loss_weight != PAPER_EDGE_LOSS_WEIGHT:
         suffix += '_edge%g' % args.edge_loss_weight

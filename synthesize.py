@@ -61,11 +61,11 @@ import sys
 
 import cv2
 import numpy as np
-from progress import Progress
+from console.progress import Progress
 
-import images
-import rainlayers
-from discovery import IMAGE_EXTENSIONS, DataError, find_pairs, image_names
+from loading import images
+from loading import rainlayers
+from loading.discovery import IMAGE_EXTENSIONS, DataError, find_pairs, image_names
 from settings import nonnegative_int, positive_int
 
 PRESETS = {

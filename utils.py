@@ -1,13 +1,13 @@
 """Small helpers shared by training, testing, deraining and benchmarks: the TensorFlow session
-configuration and float-to-uint8 conversion. Checkpoints live in ``checkpoints.py``.
+configuration and float-to-uint8 conversion. Checkpoints live in ``checkpointing/``.
 
 TensorFlow is imported inside ``session_config`` through ``quiet.import_tf`` (importing this
 module must not start TensorFlow before ``quiet.setup`` has silenced it).
 """
 import numpy as np
 
-import precision as precision_lib
-import quiet
+from machine import precision as precision_lib
+from console import quiet
 
 
 def session_config(intra_op_threads=0, inter_op_threads=0, xla=False, precision='fp32'):

@@ -27,16 +27,16 @@ import tempfile
 
 import numpy as np
 
-import checkpoints
+import checkpointing
 import dataloader
 import inference
-import quiet
+from console import quiet
 import utils
 from deploy import runtimes
-from errors import UsageError, UserError, reason
+from console.errors import UsageError, UserError, reason
 
 FORMATS = runtimes.FORMATS
-CARD_FILE = checkpoints.CARD_FILE
+CARD_FILE = checkpointing.CARD_FILE
 # The largest |exported - export graph| an export may have (any output, any check image).
 # Another runtime's float32 arithmetic (its conv summation order, its sigmoid and tanh) moves
 # the SE means by a few units in the 7th digit, and the network amplifies that ~100x: on the
@@ -259,7 +259,7 @@ def export(prefix, config, fmt, folder, check_images, card=None, session_config=
     with graph.as_default():
         images, outputs = build_export_graph(config)
         session = tf.Session(config=session_config)
-        checkpoints.restore(session, prefix, model.model_variables())
+        checkpointing.restore(session, prefix, model.model_variables())
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     partial = tempfile.mkdtemp(prefix='.%s.partial-' % os.path.basename(folder), dir=parent)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-import quiet
+from console import quiet
 import utils
 
 FORMATS = ('savedmodel', 'onnx', 'litert')

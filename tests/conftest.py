@@ -70,7 +70,7 @@ def pytest_configure(config):
                             'signals, distributed training, benchmarks (python -m pytest tests '
                             '-q -m slow; .ci/run runs it after the default tier)')
     # TensorFlow's and tf_slim's own deprecation warnings are not ours (quiet.py, as the CLI).
-    import quiet
+    from console import quiet
     for line in quiet.WARNING_FILTERS:
         config.addinivalue_line('filterwarnings', line)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import audit
+from auditing import warning
 import metrics
 import synthesize
 from conftest import ROOT, SHARED_DATA as DATA, needs_shared_data
@@ -206,23 +207,23 @@ def test_training_warning_lines_and_cache(tmp_path, monkeypatch):
     write_pair(train, 3, np.ascontiguousarray(scene(603).transpose(1, 0, 2)), 13)
     write_pair(train, 4, scene(700), 14)
     logged = []
-    lines = audit.training_warning(train, test, 'MyTest', logs, log=logged.append)
+    lines = warning.training_warning(train, test, 'MyTest', logs, log=logged.append)
     assert lines == logged == [
         'warning: 1 training pair shares its clean background with the test set MyTest: '
         '1~1',
         'warning: 2 training pairs share their clean background with the test set MyTest: '
         '2~3, 3~3']
-    assert os.path.isfile(os.path.join(logs, audit.CACHE_NAME))
+    assert os.path.isfile(os.path.join(logs, warning.CACHE_NAME))
 
     def fail(*args):
         raise AssertionError('the cache was not used')
-    monkeypatch.setattr(audit, 'shared_with_test', fail)
-    assert audit.training_warning(train, test, 'MyTest', logs, log=lambda line: None) == lines
+    monkeypatch.setattr(warning, 'shared_with_test', fail)
+    assert warning.training_warning(train, test, 'MyTest', logs, log=lambda line: None) == lines
     monkeypatch.undo()
     os.remove(os.path.join(train, 'rain-1.png'))
     os.remove(os.path.join(train, 'norain-1.png'))                   # the set changed
-    assert len(audit.training_warning(train, test, 'MyTest', logs, log=logged.append)) == 1
-    missing = audit.training_warning(str(tmp_path / 'nope'), test, 'MyTest', logs, log=print)
+    assert len(warning.training_warning(train, test, 'MyTest', logs, log=logged.append)) == 1
+    missing = warning.training_warning(str(tmp_path / 'nope'), test, 'MyTest', logs, log=print)
     assert len(missing) == 1 and missing[0].startswith('note: ')
 
 
@@ -245,7 +246,7 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys):
 @needs_shared_data('Rain100L-val', 'RainTrainL')
 def test_no_false_matches_on_real_backgrounds():
     """Rain100L-val 79 and 89 (two savanna horizons) and 2,000 train/test pairs: no match."""
-    import discovery
+    from loading import discovery
     test_pairs, _ = discovery.find_pairs(os.path.join(DATA, 'Rain100L-val'), verbose=False)
     train_pairs, _ = discovery.find_pairs(os.path.join(DATA, 'RainTrainL'), verbose=False)
     test = audit.scan('test', test_pairs, backgrounds_only=True, show_progress=False)

@@ -12,7 +12,7 @@ from conftest import ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
 import average_weights  # noqa: E402
-import checkpoints  # noqa: E402
+import checkpointing  # noqa: E402
 import model  # noqa: E402
 
 
@@ -25,7 +25,7 @@ def run_folder(tmp_path_factory):
     with tf.Graph().as_default():
         model.build_inference_graph(model.ModelConfig())
         variables = model.model_variables()
-        saver = checkpoints.make_saver(variables)
+        saver = checkpointing.make_saver(variables)
         with tf.Session() as session:
             for step in (100, 200, 250, 300):
                 rng = np.random.default_rng(step)
@@ -57,7 +57,7 @@ def test_the_mean_of_a_step_range_equals_numpy(run_folder, tmp_path, capsys):
         np.testing.assert_allclose(mean, (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-7)
         moved += not np.allclose(a, b)
     assert moved == 138   # the checkpoints really differ (not a mean of equal weights)
-    settings = checkpoints.load_settings(out)
+    settings = checkpointing.load_settings(out)
     assert [os.path.basename(p) for p in settings['averaged_checkpoints']] == [
         'ReMAEN-100', 'ReMAEN-200']
     # Prefixes given one by one: the same mean.
@@ -88,7 +88,7 @@ def test_every_keeps_the_multiples_and_the_import_is_quiet(run_folder, tmp_path)
             for s in (200, 300))
     np.testing.assert_allclose(tf.train.load_variable(os.path.join(out, 'ReMAEN'), name),
                                (a.astype(np.float64) + b) / 2, rtol=1e-6, atol=1e-7)
-    assert average_weights.select([run_folder], every=50) == [
+    assert checkpointing.select_prefixes([run_folder], every=50) == [
         os.path.join(run_folder, 'ReMAEN-%d' % s) for s in (100, 200, 250, 300)]
 
 
@@ -109,7 +109,7 @@ def test_bad_sources_and_targets_are_one_line(run_folder, tmp_path, capsys):
     # Never into a training folder.
     assert average_weights.main([run_folder, run_folder]) == 2
     assert 'holds training checkpoints' in error_line(capsys)
-    assert sorted(checkpoints.steps(run_folder)) == [100, 200, 250, 300]
+    assert sorted(checkpointing.steps(run_folder)) == [100, 200, 250, 300]
     with pytest.raises(SystemExit) as exit_info:
         average_weights.main([out, run_folder, '--steps', '7000-6100'])
     assert exit_info.value.code == 2 and '--steps' in capsys.readouterr().err

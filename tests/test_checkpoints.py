@@ -1,4 +1,4 @@
-"""checkpoints.py: the checkpoint folder and its guarantees.
+"""checkpointing/: the checkpoint folder and its guarantees.
 
 One writer per folder (two real trainers, a lock left by ``kill -9``), atomic saves and the
 cleanup of an interrupted one (a real ``kill -9`` in the middle of a save), the fallback from
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, write_pairs
-import checkpoints
-import lockfile
-import quiet
+import checkpointing
+from checkpointing import lockfile
+from console import quiet
 import settings
-from errors import UsageError
+from console.errors import UsageError
 
 tf = quiet.import_tf()
 MAIN = os.path.join(ROOT, 'main.py')
@@ -47,7 +47,7 @@ class Tiny(object):
         with self.graph.as_default():
             self.weights = tf.Variable(np.arange(6, dtype=np.float32), name='derainNet/w')
             self.step = tf.Variable(0, dtype=tf.int64, name='global_step')
-            self.saver = checkpoints.make_saver([self.weights, self.step])
+            self.saver = checkpointing.make_saver([self.weights, self.step])
             self.init = tf.global_variables_initializer()
         self.session = tf.Session(graph=self.graph)
         self.session.run(self.init)
@@ -59,17 +59,17 @@ class Tiny(object):
 
 def training_folder(folder, keep=5):
     notes = []
-    return checkpoints.TrainingFolder(str(folder), keep, log=notes.append), notes
+    return checkpointing.TrainingFolder(str(folder), keep, log=notes.append), notes
 
 
 # ----------------------------------------------------------------------------- naming, finding
 def test_folder_naming_follows_the_flags():
     args = settings.parse_args(['--checkpoint_dir', 'ck', '--train_dataset', 'Rain100H',
                                 '--batch_size', '8', '--stages', '2'])
-    assert checkpoints.default_folder(args) == os.path.join('ck', 'ReMAEN_Rain100H_8_s2')
-    assert checkpoints.checkpoint_folder('c', 'Rain100L', 32) == os.path.join(
+    assert checkpointing.default_folder(args) == os.path.join('ck', 'ReMAEN_Rain100H_8_s2')
+    assert checkpointing.checkpoint_folder('c', 'Rain100L', 32) == os.path.join(
         'c', 'ReMAEN_Rain100L_32')
-    assert checkpoints.is_shipped(os.path.join(checkpoints.shipped_model_folder('light'),
+    assert checkpointing.is_shipped(os.path.join(checkpointing.shipped_model_folder('light'),
                                                'ReMAEN'))
 
 
@@ -79,8 +79,8 @@ def test_steps_win_over_the_state_file_whatever_it_holds(tmp_path, state):
     for name in ('ReMAEN', 'ReMAEN-5', 'ReMAEN-12'):
         (tmp_path / (name + '.index')).write_bytes(b'')
     (tmp_path / 'checkpoint').write_text(state)
-    assert checkpoints.find(str(tmp_path)) == str(tmp_path / 'ReMAEN-12')
-    assert checkpoints.steps(str(tmp_path)) == {5: str(tmp_path / 'ReMAEN-5'),
+    assert checkpointing.find(str(tmp_path)) == str(tmp_path / 'ReMAEN-12')
+    assert checkpointing.steps(str(tmp_path)) == {5: str(tmp_path / 'ReMAEN-5'),
                                                 12: str(tmp_path / 'ReMAEN-12')}
 
 
@@ -89,9 +89,9 @@ def test_weights_only_folder_with_another_machines_state_file(tmp_path):
     (tmp_path / 'other.index').write_bytes(b'')
     os.utime(str(tmp_path / 'ReMAEN.index'), (1, 1))        # older than other.index
     (tmp_path / 'checkpoint').write_text('model_checkpoint_path: "/elsewhere/x/ReMAEN"\n')
-    assert checkpoints.find(str(tmp_path)) == str(tmp_path / 'ReMAEN')
-    assert checkpoints.find(str(tmp_path / 'ReMAEN.index')) == str(tmp_path / 'ReMAEN')
-    assert checkpoints.find(str(tmp_path / 'nothing')) is None
+    assert checkpointing.find(str(tmp_path)) == str(tmp_path / 'ReMAEN')
+    assert checkpointing.find(str(tmp_path / 'ReMAEN.index')) == str(tmp_path / 'ReMAEN')
+    assert checkpointing.find(str(tmp_path / 'nothing')) is None
 
 
 # ----------------------------------------------------------------------------- saving
@@ -99,19 +99,19 @@ def test_saves_keep_the_newest_and_write_the_state_file_last(tmp_path):
     tiny = Tiny()
     store, notes = training_folder(tmp_path, keep=2)
     assert store.resume is None and notes == []
-    assert os.path.isfile(str(tmp_path / checkpoints.LOCK_FILE))
+    assert os.path.isfile(str(tmp_path / checkpointing.LOCK_FILE))
     for step in (1, 2, 3):
         prefix = tiny.save(store, step)
     assert prefix == str(tmp_path / 'ReMAEN-3') == store.last_saved
-    assert sorted(checkpoints.steps(str(tmp_path))) == [2, 3]
+    assert sorted(checkpointing.steps(str(tmp_path))) == [2, 3]
     assert (tmp_path / 'checkpoint').read_text() == (
         'model_checkpoint_path: "ReMAEN-3"\nall_model_checkpoint_paths: "ReMAEN-2"\n'
         'all_model_checkpoint_paths: "ReMAEN-3"\n')
-    assert checkpoints.stored_step(prefix) == 3
+    assert checkpointing.stored_step(prefix) == 3
     # TensorFlow reads the state file we write.
     assert tf.train.latest_checkpoint(str(tmp_path)) == prefix
     store.close()
-    assert not os.path.exists(str(tmp_path / checkpoints.LOCK_FILE))
+    assert not os.path.exists(str(tmp_path / checkpointing.LOCK_FILE))
     # A failing save (here: the disk is full) leaves the earlier state: no temporary file,
     # the same state file, a clear error.
     store, _ = training_folder(tmp_path, keep=2)
@@ -122,7 +122,7 @@ def test_saves_keep_the_newest_and_write_the_state_file_last(tmp_path):
             handle.write('partial')
         raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')
     tiny.saver.save = full_disk
-    with pytest.raises(checkpoints.CheckpointError, match='the disk is full.*intact'):
+    with pytest.raises(checkpointing.CheckpointError, match='the disk is full.*intact'):
         tiny.save(store, 4)
     assert snapshot(str(tmp_path)) == before
     store.close()
@@ -130,19 +130,19 @@ def test_saves_keep_the_newest_and_write_the_state_file_last(tmp_path):
 
 def test_keep_every_keeps_its_multiples_out_of_the_rotation(tmp_path):
     tiny = Tiny()
-    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=lambda _: None, keep_every=3)
+    store = checkpointing.TrainingFolder(str(tmp_path), 2, log=lambda _: None, keep_every=3)
     for step in range(1, 9):
         tiny.save(store, step)
     # The 2 newest, and every multiple of 3 saved on the way.
-    assert sorted(checkpoints.steps(str(tmp_path))) == [3, 6, 7, 8]
-    assert checkpoints.stored_step(str(tmp_path / 'ReMAEN-3')) == 3
+    assert sorted(checkpointing.steps(str(tmp_path))) == [3, 6, 7, 8]
+    assert checkpointing.stored_step(str(tmp_path / 'ReMAEN-3')) == 3
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / 'ReMAEN-8')
     store.close()
     # A later run without keep_every rotates them like any other.
-    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=lambda _: None)
+    store = checkpointing.TrainingFolder(str(tmp_path), 2, log=lambda _: None)
     assert store.resume == str(tmp_path / 'ReMAEN-8')
     tiny.save(store, 9)
-    assert sorted(checkpoints.steps(str(tmp_path))) == [8, 9]
+    assert sorted(checkpointing.steps(str(tmp_path))) == [8, 9]
     store.close()
 
 
@@ -152,12 +152,13 @@ def test_kill_9_in_the_middle_of_a_save_resumes_from_the_previous_one(tmp_path):
     script = r'''
 import os, signal, sys, threading, time
 sys.path.insert(0, %r)
-import checkpoints, quiet
+import checkpointing
+from console import quiet
 tf = quiet.import_tf()
-store = checkpoints.TrainingFolder(%r, keep=5)
+store = checkpointing.TrainingFolder(%r, keep=5)
 big = tf.Variable(tf.random.normal([4, 1024, 1024]), name='big')
 step = tf.Variable(0, name='global_step')
-saver = checkpoints.make_saver([big, step])
+saver = checkpointing.make_saver([big, step])
 with tf.Session() as session:
     session.run(tf.global_variables_initializer())
     store.save(session, saver, 1)
@@ -171,12 +172,12 @@ with tf.Session() as session:
                             text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert any('tempstate' in name for name in os.listdir(folder))
-    with open(os.path.join(folder, checkpoints.LOCK_FILE)) as handle:
+    with open(os.path.join(folder, checkpointing.LOCK_FILE)) as handle:
         pid = json.load(handle)['pid']                  # the lock file stayed, naming it
     store, notes = training_folder(folder)
     try:
         assert store.resume == os.path.join(folder, 'ReMAEN-1')
-        assert checkpoints.unreadable(store.resume) is None
+        assert checkpointing.unreadable(store.resume) is None
         assert notes[0].startswith('note: took over the lock of process %d on ' % pid)
         assert notes[1].startswith('note: removed what an interrupted save left')
         assert not any('tempstate' in name for name in os.listdir(folder))
@@ -216,43 +217,43 @@ def test_unreadable_newest_is_skipped_and_nothing_is_deleted(tmp_path):
     os.remove(str(tmp_path / 'ReMAEN-2.data-00000-of-00001'))     # and a missing data file
     before = snapshot(str(tmp_path))
     notes = []
-    assert checkpoints.newest_readable(str(tmp_path), notes.append) == str(
+    assert checkpointing.newest_readable(str(tmp_path), notes.append) == str(
         tmp_path / 'ReMAEN-1')
     assert [n.split(': it')[0] for n in notes] == [
         'note: skipping checkpoint %s' % (tmp_path / name) for name in ('ReMAEN-3', 'ReMAEN-2')]
     assert all('cannot be read' in n and 'left in place' in n for n in notes)
-    assert checkpoints.resolve(str(tmp_path), notes.append) == str(tmp_path / 'ReMAEN-1')
+    assert checkpointing.resolve(str(tmp_path), notes.append) == str(tmp_path / 'ReMAEN-1')
     # A resumed run uses it, and its next save does not remove the newer unreadable one.
     store, notes = training_folder(tmp_path, keep=1)
     assert store.resume == str(tmp_path / 'ReMAEN-1')
     opened = snapshot(str(tmp_path))
-    assert opened.pop(checkpoints.LOCK_FILE) and opened == before
+    assert opened.pop(checkpointing.LOCK_FILE) and opened == before
     tiny.save(store, 2)
     store.close()
-    assert sorted(checkpoints.steps(str(tmp_path))) == [2, 3]
+    assert sorted(checkpointing.steps(str(tmp_path))) == [2, 3]
     # Nothing readable at all: an error, not a fresh start.
     os.remove(str(tmp_path / 'ReMAEN-2.index'))
-    with pytest.raises(checkpoints.CheckpointError, match='ReMAEN-3.*corrupt'):
+    with pytest.raises(checkpointing.CheckpointError, match='ReMAEN-3.*corrupt'):
         training_folder(tmp_path)
-    assert checkpoints.LOCK_FILE not in os.listdir(str(tmp_path))   # released on the error
+    assert checkpointing.LOCK_FILE not in os.listdir(str(tmp_path))   # released on the error
 
 
 @pytest.mark.parametrize('text', ['[1, 2]', '"model"', '{"model": 3}', '{"model": ', ''])
 def test_settings_file_of_the_wrong_shape_is_one_clear_error(tmp_path, text):
-    (tmp_path / checkpoints.SETTINGS_FILE).write_text(text)
-    with pytest.raises(checkpoints.CheckpointError, match='remaen_settings.json is not a '
+    (tmp_path / checkpointing.SETTINGS_FILE).write_text(text)
+    with pytest.raises(checkpointing.CheckpointError, match='remaen_settings.json is not a '
                                                           'settings file'):
-        checkpoints.load_settings(str(tmp_path))
-    with pytest.raises(checkpoints.CheckpointError):
-        checkpoints.stored_config(str(tmp_path))
+        checkpointing.load_settings(str(tmp_path))
+    with pytest.raises(checkpointing.CheckpointError):
+        checkpointing.stored_config(str(tmp_path))
 
 
 def test_settings_with_values_a_model_cannot_have(tmp_path):
     from model import ModelConfig
-    checkpoints.save_settings(str(tmp_path), {'model': {'channels': 6}})
+    checkpointing.save_settings(str(tmp_path), {'model': {'channels': 6}})
     with pytest.raises(UsageError, match='use another --checkpoint'):
-        checkpoints.check_settings(str(tmp_path), ModelConfig())
-    assert checkpoints.load_settings(str(tmp_path / 'absent')) is None
+        checkpointing.check_settings(str(tmp_path), ModelConfig())
+    assert checkpointing.load_settings(str(tmp_path / 'absent')) is None
 
 
 @pytest.mark.parametrize('key, value, expected', [
@@ -267,18 +268,18 @@ def test_settings_values_of_the_wrong_type_name_the_file_and_the_key(tmp_path, k
     values = {'model': ModelConfig().to_dict(), 'batch_size': 32, 'edge_loss_weight': 0.1}
     section, _, name = key.rpartition('.')
     (values[section] if section else values)[name] = value
-    checkpoints.save_settings(str(tmp_path), values)
-    path = str(tmp_path / checkpoints.SETTINGS_FILE)
-    for call in (checkpoints.load_settings, checkpoints.stored_config):
-        with pytest.raises(checkpoints.CheckpointError) as caught:
+    checkpointing.save_settings(str(tmp_path), values)
+    path = str(tmp_path / checkpointing.SETTINGS_FILE)
+    for call in (checkpointing.load_settings, checkpointing.stored_config):
+        with pytest.raises(checkpointing.CheckpointError) as caught:
             call(str(tmp_path))
         message = str(caught.value)
         assert message.startswith(path + ': "%s" is %s' % (key, json.dumps(value)))
         assert expected in message and 'delete the file' in message
     # The right types of the same keys load (bool is not taken for an int, nor the reverse).
-    checkpoints.save_settings(str(tmp_path), dict(values, model=ModelConfig().to_dict(),
+    checkpointing.save_settings(str(tmp_path), dict(values, model=ModelConfig().to_dict(),
                                                   batch_size=32, edge_loss_weight=0.1))
-    assert checkpoints.stored_config(str(tmp_path)) == ModelConfig()
+    assert checkpointing.stored_config(str(tmp_path)) == ModelConfig()
 
 
 @pytest.mark.parametrize('suffix', ['', '.index', '.data-00000-of-00001', '.meta'])
@@ -287,18 +288,18 @@ def test_a_checkpoints_own_file_names_its_prefix(tmp_path, suffix):
     store, _ = training_folder(tmp_path)
     prefix = tiny.save(store, 7)
     store.close()
-    assert checkpoints.find(prefix + suffix) == prefix
-    assert checkpoints.resolve(prefix + suffix) == prefix
-    assert checkpoints.find(str(tmp_path / 'ReMAEN-8') + suffix) is None
+    assert checkpointing.find(prefix + suffix) == prefix
+    assert checkpointing.resolve(prefix + suffix) == prefix
+    assert checkpointing.find(str(tmp_path / 'ReMAEN-8') + suffix) is None
 
 
 # ----------------------------------------------------------------------------- the lock
 def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path):
     store, _ = training_folder(tmp_path)
-    with open(str(tmp_path / checkpoints.LOCK_FILE)) as handle:
+    with open(str(tmp_path / checkpointing.LOCK_FILE)) as handle:
         holder = json.load(handle)
     assert holder['pid'] == os.getpid() and holder['host']
-    with pytest.raises(checkpoints.CheckpointError) as refused:
+    with pytest.raises(checkpointing.CheckpointError) as refused:
         training_folder(tmp_path)
     message = str(refused.value)
     assert 'in use by another training process (process %d on %s' % (
@@ -308,7 +309,7 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path):
     gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
                           capture_output=True, text=True, check=True)
     dead = dict(holder, pid=int(gone.stdout))
-    (tmp_path / checkpoints.LOCK_FILE).write_text(json.dumps(dead))
+    (tmp_path / checkpointing.LOCK_FILE).write_text(json.dumps(dead))
     store, notes = training_folder(tmp_path)
     store.close()
     assert notes == ['note: took over the lock of %s, which ended without releasing it'
@@ -317,7 +318,7 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path):
 
 def test_cannot_create_the_folder_below_a_regular_file(tmp_path):
     (tmp_path / 'file').write_text('x')
-    with pytest.raises(checkpoints.CheckpointError, match='cannot create the checkpoint folder'
+    with pytest.raises(checkpointing.CheckpointError, match='cannot create the checkpoint folder'
                                                           '.*--checkpoint_dir'):
         training_folder(tmp_path / 'file' / 'run')
 
@@ -330,17 +331,17 @@ def test_export_refuses_a_training_folder_and_leaves_it_as_it_was(tmp_path):
     tiny.save(store, 7)
     store.close()
     before = snapshot(str(tmp_path / 'train'))
-    shipped = checkpoints.find(checkpoints.shipped_model_folder('light'))
-    with pytest.raises(checkpoints.CheckpointError, match='holds training checkpoints'):
-        checkpoints.export_weights(shipped, str(tmp_path / 'train'), ModelConfig(), {})
+    shipped = checkpointing.find(checkpointing.shipped_model_folder('light'))
+    with pytest.raises(checkpointing.CheckpointError, match='holds training checkpoints'):
+        checkpointing.export_weights(shipped, str(tmp_path / 'train'), ModelConfig(), {})
     assert snapshot(str(tmp_path / 'train')) == before
     (tmp_path / 'file').write_text('x')
-    with pytest.raises(checkpoints.CheckpointError, match='is a file'):
-        checkpoints.export_weights(shipped, str(tmp_path / 'file'), ModelConfig(), {})
-    prefix, count, size = checkpoints.export_weights(shipped, str(tmp_path / 'out'),
+    with pytest.raises(checkpointing.CheckpointError, match='is a file'):
+        checkpointing.export_weights(shipped, str(tmp_path / 'file'), ModelConfig(), {})
+    prefix, count, size = checkpointing.export_weights(shipped, str(tmp_path / 'out'),
                                                      ModelConfig(), {'note': 1})
     assert prefix == str(tmp_path / 'out' / 'ReMAEN') and count == 138 and size > 1e6
-    assert checkpoints.load_settings(str(tmp_path / 'out'))['note'] == 1
+    assert checkpointing.load_settings(str(tmp_path / 'out'))['note'] == 1
     assert tf.train.latest_checkpoint(str(tmp_path / 'out')) == prefix
     np.testing.assert_array_equal(
         tf.train.load_variable(prefix, 'derainNet/RMG/Conv_1/biases'),
@@ -352,29 +353,29 @@ def test_export_of_several_checkpoints_writes_the_mean_of_their_weights(tmp_path
     shipped weights and a copy with 1, 2, 3... added per variable), checked against the
     checkpoint files read back; a source of another network is refused, nothing written."""
     from model import ModelConfig, build_inference_graph, model_variables
-    shipped = checkpoints.find(checkpoints.shipped_model_folder('light'))
+    shipped = checkpointing.find(checkpointing.shipped_model_folder('light'))
     with tf.Graph().as_default():
         build_inference_graph(ModelConfig())
         variables = model_variables()
         with tf.Session() as sess:
-            checkpoints.restore(sess, shipped, variables)
+            checkpointing.restore(sess, shipped, variables)
             for k, variable in enumerate(variables):
                 variable.load(sess.run(variable) + (k + 1), sess)
-            shifted = checkpoints.save_weights(sess, variables, str(tmp_path / 'shifted'))
+            shifted = checkpointing.save_weights(sess, variables, str(tmp_path / 'shifted'))
         names = [v.op.name for v in variables]
-    prefix, count, _ = checkpoints.export_weights([shipped, shifted], str(tmp_path / 'mean'),
+    prefix, count, _ = checkpointing.export_weights([shipped, shifted], str(tmp_path / 'mean'),
                                                   ModelConfig(), {})
     assert count == len(names) == 138
     for k, name in enumerate(names):
         expected = tf.train.load_variable(shipped, name) + (k + 1) / 2.0
         np.testing.assert_allclose(tf.train.load_variable(prefix, name), expected,
                                    rtol=1e-6, atol=1e-6)
-    with pytest.raises(checkpoints.CheckpointError, match='does not fit this model'):
-        checkpoints.export_weights([shipped, shifted], str(tmp_path / 'small'),
+    with pytest.raises(checkpointing.CheckpointError, match='does not fit this model'):
+        checkpointing.export_weights([shipped, shifted], str(tmp_path / 'small'),
                                    ModelConfig(channels=8), {})
     assert not os.path.exists(str(tmp_path / 'small' / 'ReMAEN.index'))
     with pytest.raises(UsageError, match='no checkpoints'):
-        checkpoints.export_weights([], str(tmp_path / 'none'), ModelConfig(), {})
+        checkpointing.export_weights([], str(tmp_path / 'none'), ModelConfig(), {})
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -414,7 +415,7 @@ def test_two_trainers_on_one_folder_then_kill_9_then_a_broken_newest(tmp_path):
         cwd=root, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
-        while len(checkpoints.steps(folder)) < 2:
+        while len(checkpointing.steps(folder)) < 2:
             assert first.poll() is None and time.time() < deadline
             time.sleep(0.5)
         second = run_main(['--is_training', 'True', '--iterations', '100000']
@@ -424,10 +425,10 @@ def test_two_trainers_on_one_folder_then_kill_9_then_a_broken_newest(tmp_path):
     finally:
         first.kill()        # kill -9: its lock file stays, naming it
         first.wait()
-    with open(os.path.join(folder, checkpoints.LOCK_FILE)) as handle:
+    with open(os.path.join(folder, checkpointing.LOCK_FILE)) as handle:
         assert json.load(handle)['pid'] == first.pid
     # Break the newest checkpoint: the resume falls back to the one before.
-    done, newest = sorted(checkpoints.steps(folder).items())[-2:]
+    done, newest = sorted(checkpointing.steps(folder).items())[-2:]
     done = done[0]
     with open(newest[1] + '.data-00000-of-00001', 'r+b') as handle:
         handle.truncate(100)
@@ -441,7 +442,7 @@ def test_two_trainers_on_one_folder_then_kill_9_then_a_broken_newest(tmp_path):
     assert 'Resuming from %s-%d at iteration %d' % (
         os.path.join(folder, 'ReMAEN'), done, done) in third.stdout
     after = snapshot(folder)
-    assert checkpoints.LOCK_FILE not in after                      # released at the end
+    assert checkpointing.LOCK_FILE not in after                      # released at the end
     # No checkpoint was deleted or changed (a save killed midway may have left temporaries,
     # removed at the start).
     saved = [k for k in broken if k.startswith('ReMAEN-') and k.split('.')[0] + '.index' in broken]
@@ -457,7 +458,7 @@ def test_two_trainers_on_one_folder_then_kill_9_then_a_broken_newest(tmp_path):
     tested = run_main(['--is_testing', 'True'] + cli_flags(root), root)
     assert tested.returncode == 0, tested.stderr[-3000:]
     assert 'Restoring %s-%d' % (os.path.join(folder, 'ReMAEN'), done) in tested.stdout
-    with open(os.path.join(folder, checkpoints.SETTINGS_FILE), 'w') as handle:
+    with open(os.path.join(folder, checkpointing.SETTINGS_FILE), 'w') as handle:
         handle.write('[1, 2]')
     one_error(run_main(['--is_testing', 'True'] + cli_flags(root), root),
               'remaen_settings.json is not a settings file')
@@ -494,4 +495,4 @@ def test_sigterm_before_any_checkpoint_names_none(tmp_path):
             named = line.split('checkpoint: ')[1].split(';')[0]
             assert named == 'none written' or os.path.isfile(named + '.index'), line
         if line.startswith('Interrupted by SIGTERM at iteration 0'):
-            assert 'no checkpoint' in line and not checkpoints.steps(folder), line
+            assert 'no checkpoint' in line and not checkpointing.steps(folder), line

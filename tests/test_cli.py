@@ -77,8 +77,8 @@ def workspace(tmp_path_factory):
 
 
 def checkpoint_step(folder):
-    import checkpoints
-    prefix = checkpoints.find(folder)
+    import checkpointing
+    prefix = checkpointing.find(folder)
     values = dict(tf.train.list_variables(prefix))
     assert 'global_step' in values
     return prefix, int(tf.train.load_variable(prefix, 'global_step'))
@@ -134,8 +134,8 @@ def test_train_then_resume_keeps_step_and_schedule_then_tests(workspace):
     np.testing.assert_allclose([rates[s] for s in (1, 2, 3, 4)], [1e-3, 1e-3, 1e-4, 1e-4],
                                rtol=1e-6)
     # The folder's settings record the decay step the checkpoint trained with last.
-    import checkpoints
-    assert checkpoints.load_settings(folder)['lr_decay_step'] == 2
+    import checkpointing
+    assert checkpointing.load_settings(folder)['lr_decay_step'] == 2
     # The batch SSIM (computed in numpy beside the graph's summaries) is logged at every step.
     ssims = logged_scalars(os.path.join(root, 'logs'), 'metrics/ssim')
     assert sorted(ssims) == [1, 2, 3, 4] and all(-1.0 <= v <= 1.0 for v in ssims.values())
@@ -192,13 +192,13 @@ def test_training_warns_of_training_pairs_that_share_test_backgrounds(workspace,
                                 '--test_dataset', 'Tiny'] + common_flags(root)
                                + ['--test_path', train_dir])
     cache = os.path.join(root, 'logs', 'warning_check')
-    training._warn_shared_backgrounds(args, train_dir, cache)
+    training.steps._warn_shared_backgrounds(args, train_dir, cache)
     first = capsys.readouterr().out.splitlines()
     # Every training pair is its own test pair: one warning line per shared background.
     assert len(first) == 3 and all(line.startswith('warning: ') for line in first)
     assert all('share' in line and 'test set Tiny' in line for line in first)
     # A resumed run reads the answer from the cache: the same lines.
-    training._warn_shared_backgrounds(args, train_dir, cache)
+    training.steps._warn_shared_backgrounds(args, train_dir, cache)
     assert capsys.readouterr().out.splitlines() == first
     assert os.listdir(cache) == ['dataset_audit.json']
 
@@ -216,7 +216,7 @@ def test_testing_without_checkpoint_fails_clearly(workspace):
 def test_corrupt_checkpoint_gives_clear_error(workspace):
     root, _ = workspace
     import shutil
-    import checkpoints
+    import checkpointing
     source, _ = checkpoint_step(os.path.join(root, 'ckpt', 'ReMAEN_Tiny_2'))
     broken = os.path.join(root, 'broken')
     os.makedirs(broken)
@@ -229,7 +229,7 @@ def test_corrupt_checkpoint_gives_clear_error(workspace):
     assert result.returncode == 2, result.stderr
     assert 'error:' in result.stderr and 'corrupt' in result.stderr
     assert 'Traceback' not in result.stderr
-    assert checkpoints.find(broken)
+    assert checkpointing.find(broken)
 
 
 def test_derain_folder_without_ground_truth(workspace):
@@ -276,12 +276,12 @@ def test_sigint_saves_a_loadable_checkpoint(workspace):
     assert 'Interrupted by SIGINT' in output and 'Traceback' not in output
     prefix, step = checkpoint_step(os.path.join(root, 'ckpt_sigint', 'ReMAEN_Tiny_2'))
     assert step >= 1
-    import checkpoints
+    import checkpointing
     import model
     with tf.Graph().as_default():
         model.remaen(tf.placeholder(tf.float32, [1, None, None, 3]))
         with tf.Session() as sess:
-            assert checkpoints.restore(sess, prefix, model.model_variables(),
+            assert checkpointing.restore(sess, prefix, model.model_variables(),
                                  tf.train.get_or_create_global_step()) == step
 
 

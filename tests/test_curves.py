@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import write_pairs
-import evaluation
+from training import evaluation
 import main
-import training
+
 
 SIZE = 24
 
@@ -75,7 +75,7 @@ def test_batch_ssim_summary_is_the_paper_protocol_mean():
     clean = np.clip(0.6 + 0.02 * rng.standard_normal((3, 24, 20, 3)), 0, 1)
     output = np.clip(clean + 0.01 * rng.standard_normal(clean.shape), 0, 1)
     output, clean = output.astype(np.float32), clean.astype(np.float32)
-    summary = training.batch_ssim_summary(output, clean)
+    summary = evaluation.batch_ssim_summary(output, clean)
     (value,) = summary.value
     assert value.tag == 'metrics/ssim'
     expected = np.mean([structural_similarity(
@@ -84,13 +84,13 @@ def test_batch_ssim_summary_is_the_paper_protocol_mean():
     assert 0.2 < expected < 0.95
     assert value.simple_value == pytest.approx(expected, abs=1e-6)
     # Crops smaller than the 11x11 window: no summary rather than an error.
-    assert training.batch_ssim_summary(output[:, :10], clean[:, :10]) is None
+    assert evaluation.batch_ssim_summary(output[:, :10], clean[:, :10]) is None
 
 
 def test_curve_values_also_go_to_tensorboard(trained):
     """eval/stage<s>/<metric> in the events file equal the curve.csv rows, at the same steps."""
     import glob
-    import quiet
+    from console import quiet
     tf = quiet.import_tf()
     root, _ = trained
     run_dir = os.path.join(root, 'logs', 'ReMAEN_Tiny_1')

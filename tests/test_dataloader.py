@@ -1,5 +1,6 @@
 """Tests of the data modules through the ``dataloader`` facade: layout discovery
-(discovery.py), image reading (images.py), crops and the batcher (batching.py), bad input.
+(loading/discovery.py), image reading (loading/images.py), crops and the batcher
+(loading/batching.py), bad input.
 
 Every layout is built in tmp_path from tiny images whose pixel values encode which file they
 are, so the tests check the pairing itself, not only the file names.

@@ -9,7 +9,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import ROOT, read_manifest
-import checkpoints
+import checkpointing
 import dataloader
 
 SHIPPED = {name: os.path.join(ROOT, 'checkpoints', 'ReMAEN_' + name) for name in ('light', 'heavy')}
@@ -38,14 +38,14 @@ def test_shipped_data_layouts():
 @pytest.mark.parametrize('name', sorted(SHIPPED))
 def test_shipped_checkpoint_is_weights_only_default_model(name):
     DEMO_CHECKPOINT = SHIPPED[name]
-    prefix = checkpoints.find(DEMO_CHECKPOINT)
+    prefix = checkpointing.find(DEMO_CHECKPOINT)
     assert prefix is not None
     stored = {name: tuple(shape) for name, shape in tf.train.list_variables(prefix)}
     assert stored == read_manifest()          # no Adam slots, no global_step
     size = sum(os.path.getsize(os.path.join(DEMO_CHECKPOINT, f))
                for f in os.listdir(DEMO_CHECKPOINT))
     assert size < 4e6
-    settings = checkpoints.load_settings(DEMO_CHECKPOINT)
+    settings = checkpointing.load_settings(DEMO_CHECKPOINT)
     assert settings['model'] == {'stages': 3, 'channels': 32,
                                  'dilations': [1, 2, 3], 'shared_attention': True,
                                  'skip_connections': True}
@@ -88,11 +88,11 @@ def test_light_card_records_the_rain100l_campaign():
     assert (card['batch_size'], card['patch_size']) == (32, 64)
     assert 'RainTrainL' in card['training_data'] and card['wall_hours'] > 0
     # The learning-rate schedule the weights trained with (issue 41: lr 1e-4 from 9,534 on).
-    stored = checkpoints.load_settings(SHIPPED['light'])
-    assert card['schedule'] == checkpoints.schedule_text(stored['lr'], stored['lr_decay_step'],
+    stored = checkpointing.load_settings(SHIPPED['light'])
+    assert card['schedule'] == checkpointing.schedule_text(stored['lr'], stored['lr_decay_step'],
                                                          card['iterations'])
     # The campaign's training folder records the owner's decision: lr 1e-4 from 9,534 on.
-    campaign = checkpoints.load_settings(os.path.join(ROOT, 'checkpoints', 'ReMAEN_Rain100L_32'))
+    campaign = checkpointing.load_settings(os.path.join(ROOT, 'checkpoints', 'ReMAEN_Rain100L_32'))
     assert (campaign['lr'], campaign['lr_decay_step']) == (1e-3, 9534)
     assert card['demo_set'] == 'Demo' and card['variables'] == 138
 

@@ -1,5 +1,5 @@
-"""TF_CONFIG multi-worker training (``distributed.py``): the parser, the CLI's error line, and
-1 ps + 2 workers on 127.0.0.1 checked against a single-process step.
+"""TF_CONFIG multi-worker training (``training/distributed.py``): the parser, the CLI's error
+line, and 1 ps + 2 workers on 127.0.0.1 checked against a single-process step.
 
 The cluster test starts three ``main.py`` processes with free ports, bounds every wait and
 ends every process it started by its PID.
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, write_pairs
-import checkpoints
-import distributed
+import checkpointing
+from training import distributed
 import settings
-from errors import UsageError
+from console.errors import UsageError
 
 MAIN = os.path.join(ROOT, 'main.py')
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
@@ -133,7 +133,7 @@ def single_process_step(prefix, rain, clean):
     """Restore the whole training state of ``prefix``, run one step of
     ``model.build_train_graph`` on the batch; returns {variable name: value}."""
     import model
-    import quiet
+    from console import quiet
     tf = quiet.import_tf()
     with tf.Graph().as_default(), warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=UserWarning, module=quiet.NOISY_MODULES)
@@ -191,9 +191,9 @@ def check_synchronous_steps(train, pairs, seed, dumps, names, steps):
     Returns:
       the largest absolute difference to the single-process step.
     """
-    import quiet
+    from console import quiet
     tf = quiet.import_tf()
-    folder = checkpoints.default_folder(settings.parse_args(train))
+    folder = checkpointing.default_folder(settings.parse_args(train))
     last = steps[-1]
     saved = {}
     for step in (last - 1, last):

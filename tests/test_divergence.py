@@ -11,12 +11,12 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import write_pairs
-import checkpoints
+import checkpointing
 import dataloader
-import divergence
-import evaluation
+from training import divergence
+from training import evaluation
 import main
-from progress import Progress
+from console.progress import Progress
 
 
 # ----------------------------------------------------------------------------- the guard
@@ -61,7 +61,7 @@ def test_preloaded_losses_judge_the_first_iterations_of_a_resume():
 
 def test_stored_losses_come_back_only_for_the_same_settings(tmp_path):
     notes = []
-    store = checkpoints.TrainingFolder(str(tmp_path), 2, log=notes.append)
+    store = checkpointing.TrainingFolder(str(tmp_path), 2, log=notes.append)
     try:
         assert store.recent_losses({'batch_size': 32}) == ([], None) and notes == []
         losses = list(np.random.default_rng(1).random(7) * 1e-3)
@@ -69,7 +69,7 @@ def test_stored_losses_come_back_only_for_the_same_settings(tmp_path):
         back, step = store.recent_losses({'batch_size': 32, 'model': {'stages': 3}})
         assert step == 8750 and back == pytest.approx(losses, rel=0, abs=0)
         assert store.recent_losses({'batch_size': 16, 'model': {'stages': 3}}) == ([], None)
-        assert 'other settings (batch_size;' in notes[-1] and checkpoints.GUARD_FILE in notes[-1]
+        assert 'other settings (batch_size;' in notes[-1] and checkpointing.GUARD_FILE in notes[-1]
         # The learning rate and its schedule may differ: they change the steps to come, not
         # the loss level of the checkpoint (the guard's error suggests a lower --lr).
         lower = {'batch_size': 32, 'model': {'stages': 3}, 'lr': 1e-4, 'lr_decay_step': 1}
@@ -79,11 +79,11 @@ def test_stored_losses_come_back_only_for_the_same_settings(tmp_path):
         assert store.recent_losses(lower) == (pytest.approx(losses, rel=0, abs=0), 8760)
         assert store.recent_losses({'batch_size': 32, 'model': {'stages': 2}, 'lr': 1e-3}) \
             == ([], None) and '(model;' in notes[-1]
-        with open(os.path.join(str(tmp_path), checkpoints.GUARD_FILE), 'w') as handle:
+        with open(os.path.join(str(tmp_path), checkpointing.GUARD_FILE), 'w') as handle:
             handle.write('{"step": 3, "losses": [0.1], "settings": [32]}')
         assert store.recent_losses({'batch_size': 32}) == ([], None)
         assert 'no settings stored' in notes[-1]
-        with open(os.path.join(str(tmp_path), checkpoints.GUARD_FILE), 'w') as handle:
+        with open(os.path.join(str(tmp_path), checkpointing.GUARD_FILE), 'w') as handle:
             handle.write('{"step": 3, "losses": [0.1, NaN]')
         assert store.recent_losses({'batch_size': 32}) == ([], None)
         assert notes[-1].startswith('note: ignored ') and 'this run only' in notes[-1]
@@ -346,7 +346,7 @@ def test_a_checkpoint_saved_just_before_the_rise_is_passed_over(spiking, monkeyp
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
     assert tf.train.load_variable(os.path.join(folder, 'ReMAEN-6'), 'beta1_power') \
         == pytest.approx(0.9 ** 7, rel=1e-6)
-    assert checkpoints.newest_readable(folder) == prefix
+    assert checkpointing.newest_readable(folder) == prefix
 
 
 def test_a_checkpoint_saved_past_the_cliff_resets_the_step_backs(spiking, monkeypatch, capsys):
@@ -388,7 +388,7 @@ def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsy
     monkeypatch.setattr(CorruptingBatcher, 'spike', (5, 6))
     assert main.main(flags + ['--iterations', '12', '--divergence_factor', '0']) == 0
     folder = os.path.join(root, 'ckpt', 'ReMAEN_Tiny_1')
-    with open(os.path.join(folder, checkpoints.GUARD_FILE)) as handle:
+    with open(os.path.join(folder, checkpointing.GUARD_FILE)) as handle:
         stored = json.load(handle)
     # Saved with ReMAEN-12: the last window (10) of the 12 batch losses, the high ones too
     # (nothing judged them): the loss level the run reached.

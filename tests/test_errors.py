@@ -1,4 +1,5 @@
-"""The one error path (``errors.py``): every class of fault ends in one line, nothing is lost.
+"""The one error path (``console/errors.py``): every class of fault ends in one line, nothing
+is lost.
 
 One test per class of fault, in-process (``main.main`` with capsys, or the library function
 behind it) on tiny images. Faults that cannot be made portably (a full disk, no memory, a
@@ -20,8 +21,9 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-import errors
-import images
+from console import errors
+import dataloader
+from loading import images
 import inference
 import main
 import settings
@@ -227,7 +229,7 @@ def test_a_fault_in_the_middle_of_a_folder_keeps_the_images_done(fault, code, wo
         error = {'Ctrl-C': KeyboardInterrupt(), 'SIGTERM': errors.Interrupted(signal.SIGTERM),
                  'out of memory': MemoryError()}[fault]
         derainer = StandIn(fail_at=2, error=error)
-    pairs = main.dataloader.folder_images(str(tmp_path / 'in'), verbose=False)
+    pairs = dataloader.folder_images(str(tmp_path / 'in'), verbose=False)
     out = str(tmp_path / 'out')
     assert errors.run(lambda: inference.derain_pairs(derainer, pairs, out, 'in')) == code
     one_error(capsys.readouterr().err, *words + ['1 of 3 image(s) already derained', out])
@@ -248,7 +250,7 @@ def test_names_are_written_safely(tmp_path):
             photo(os.fsdecode(os.fsencode(str(folder)) + b'/' + raw))
     except (OSError, UnicodeError):
         pytest.skip('this file system refuses names that are not UTF-8')
-    pairs = main.dataloader.folder_images(str(folder), verbose=False)
+    pairs = dataloader.folder_images(str(folder), verbose=False)
     out = str(tmp_path / 'out')
     results = inference.derain_pairs(StandIn(), pairs, out, 'in', verbose=True)
     assert sorted(row['name'] for row in results['images']) == sorted(
@@ -267,7 +269,7 @@ def test_results_of_inputs_with_the_same_name_never_collide(tmp_path, capsys):
         os.makedirs(folder)
         photo(os.path.join(folder, 'a.png'))
     folder_1 = inference.results_folder(out, 'photos', first)
-    inference.derain_pairs(StandIn(), main.dataloader.folder_images(first), folder_1, 'photos',
+    inference.derain_pairs(StandIn(), dataloader.folder_images(first), folder_1, 'photos',
                            verbose=False, source=first)
     folder_2 = inference.results_folder(out, 'photos', second)
     assert folder_2 == os.path.join(out, 'photos_2')
@@ -361,7 +363,7 @@ def test_user_errors_include_checkpoint_errors_once_loaded():
     classes = errors.user_errors()
     assert issubclass(dataloader.DataError, classes)
     assert issubclass(errors.UsageError, classes) and issubclass(errors.TrainingError, classes)
-    for name in ('checkpoints', 'utils'):
+    for name in ('checkpointing', 'utils'):
         module = __import__(name)
         if hasattr(module, 'CheckpointError'):
             assert issubclass(module.CheckpointError, errors.user_errors())
@@ -371,9 +373,9 @@ def test_pairs_for_testing_are_checked_before_work(tmp_path):
     folder = str(tmp_path / 'set')
     write_pairs(folder, 2, size=(12, 12))
     cv2.imwrite(os.path.join(folder, 'norain-2.png'), np.zeros((14, 12, 3), np.uint8))
-    pairs, _ = main.dataloader.find_pairs(folder, verbose=False)
-    with pytest.raises(main.dataloader.DataError, match='size mismatch'):
-        main.dataloader.check_pairs(pairs)
+    pairs, _ = dataloader.find_pairs(folder, verbose=False)
+    with pytest.raises(dataloader.DataError, match='size mismatch'):
+        dataloader.check_pairs(pairs)
 
 
 # ----------------------------------------------------------------------------- checkpoints

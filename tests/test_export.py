@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, fast_session_config, randomize_biases, read_manifest, variable_shapes
-import checkpoints
+import checkpointing
 import inference
 import maeb
 import main
 import model
-import quiet
+from console import quiet
 import settings
 import utils
 from deploy import export, runtimes
@@ -51,8 +51,8 @@ def tiny(tmp_path_factory):
         with tf.Session(config=fast_session_config()) as session:
             session.run(tf.variables_initializer(variables))
             randomize_biases(session, 0)
-            prefix = checkpoints.save_weights(session, variables, folder)
-    checkpoints.save_settings(folder, {'model': TINY.to_dict()})
+            prefix = checkpointing.save_weights(session, variables, folder)
+    checkpointing.save_settings(folder, {'model': TINY.to_dict()})
     return prefix
 
 

@@ -1,4 +1,4 @@
-"""gallery.py: comparison strips, JPEG writing and the offline index.html."""
+"""pictures/gallery.py: comparison strips, JPEG writing and the offline index.html."""
 import html.parser
 import os
 import shutil
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-import gallery
+from pictures import gallery
 
 HEIGHT, WIDTH = 24, 32
 CHROMIUM = '/usr/bin/chromium'

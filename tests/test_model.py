@@ -6,7 +6,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import AUTHORS_INDEX, read_manifest, variable_shapes
-import checkpoints
+import checkpointing
 import model
 from model import ModelConfig
 
@@ -163,14 +163,14 @@ def test_authors_checkpoint_layout_restores(tmp_path):
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             tf.train.Saver(stored).save(sess, prefix)
-    found = checkpoints.find(str(tmp_path / 'checkpoint' / 'ReMAEN_Rain100L_32'))
+    found = checkpointing.find(str(tmp_path / 'checkpoint' / 'ReMAEN_Rain100L_32'))
     assert found == prefix
     with tf.Graph().as_default():
         images, output, _, _ = build()
         variables = model.model_variables()
         with tf.Session() as sess:
-            assert checkpoints.check_compatible(prefix, variables)  # no missing / unexpected
-            step = checkpoints.restore(sess, prefix, variables)
+            assert checkpointing.check_compatible(prefix, variables)  # no missing / unexpected
+            step = checkpointing.restore(sess, prefix, variables)
             name = 'derainNet/ReMAEN/responding_path/convGRU6/conv_hn/weights'
             restored = sess.run(tf.global_variables(name)[0])
             np.testing.assert_array_equal(restored, values[name])
@@ -187,8 +187,8 @@ def test_checkpoint_with_wrong_model_is_refused(tmp_path):
             tf.train.Saver(model.model_variables()).save(sess, prefix)
     with tf.Graph().as_default():
         build()
-        with pytest.raises(checkpoints.CheckpointError, match='shape differs'):
-            checkpoints.check_compatible(prefix, model.model_variables())
+        with pytest.raises(checkpointing.CheckpointError, match='shape differs'):
+            checkpointing.check_compatible(prefix, model.model_variables())
 
 
 def test_settings_booleans_and_defaults():
@@ -227,10 +227,10 @@ def test_settings_of_earlier_versions_and_no_channel_flag():
 
 
 def test_stored_one_channel_model_is_a_usage_error(tmp_path):
-    from errors import UsageError
-    checkpoints.save_settings(str(tmp_path), {'model': dict(ModelConfig().to_dict(),
+    from console.errors import UsageError
+    checkpointing.save_settings(str(tmp_path), {'model': dict(ModelConfig().to_dict(),
                                                       input_channels=1)})
     with pytest.raises(UsageError, match='input_channels=1'):
-        checkpoints.stored_config(str(tmp_path))
+        checkpointing.stored_config(str(tmp_path))
     with pytest.raises(UsageError, match=str(tmp_path)):
-        checkpoints.check_settings(str(tmp_path), ModelConfig())
+        checkpointing.check_settings(str(tmp_path), ModelConfig())

@@ -14,7 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from conftest import ROOT, fast_session_config, randomize_biases, read_manifest, variable_shapes
 import model
-import precision
+from machine import precision
 import utils
 
 tf.disable_v2_behavior()
@@ -163,6 +163,7 @@ def test_mixed_precision_flag_is_ignored_with_a_note_on_cpu(capsys):
 @pytest.mark.slow
 def test_bench_quick_writes_every_field(tmp_path):
     import bench
+    from benchmarks import report
     out = tmp_path / 'bench.json'
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'bench.py'), '--quick', '--size', '32x40',
@@ -173,14 +174,14 @@ def test_bench_quick_writes_every_field(tmp_path):
     last = json.loads(result.stdout.strip().splitlines()[-1])
     with open(out) as handle:
         assert json.load(handle) == last
-    for field in bench.RESULT_FIELDS:
+    for field in report.RESULT_FIELDS:
         assert isinstance(last[field], (int, float)) and last[field] > 0, field
     # fp32 vs bf16: measured only on CPUs with bfloat16 instructions, else null.
-    import precision
+    from machine import precision
     assert last['bf16_supported'] is precision.bf16_supported()
     assert last['precision'] == 'fp32'
     measured = bench.bf16_unavailable() is None
-    for field in bench.BF16_FIELDS[1:]:
+    for field in report.BF16_FIELDS[1:]:
         assert field in last
         if measured:
             assert isinstance(last[field], float) and last[field] > 0, field
@@ -199,13 +200,14 @@ def fake_phase(seconds, psnr=None):
 
 def test_bench_bf16_summary(capsys):
     import bench
-    import precision
+    from benchmarks import report
+    from machine import precision
     summary = bench.bf16_summary(None)
     assert summary == {'bf16_supported': precision.bf16_supported(),
                        'infer_speedup_bf16': None, 'train_speedup_bf16': None,
                        'bf16_psnr_delta': None, 'train_command_s_bf16': None,
                        'train_command_ratio_bf16': None}
-    assert set(summary) == set(bench.BF16_FIELDS)
+    assert set(summary) == set(report.BF16_FIELDS)
     runs = {'infer': {'fp32': fake_phase([3.0, 2.0]), 'bf16': fake_phase([1.0, 1.5])},
             'train': {'fp32': fake_phase([6.0]), 'bf16': fake_phase([4.0])},
             'command': {'fp32': {'seconds': 6.6}, 'bf16': {'seconds': 4.4}},
@@ -227,7 +229,7 @@ def test_bench_bf16_summary(capsys):
 
 def test_bench_bf16_is_measured_only_where_supported(monkeypatch):
     import bench
-    import precision
+    from machine import precision
     monkeypatch.setenv(precision.FLAGS_ENV, 'avx avx2')
     assert 'avx512_bf16' in bench.bf16_unavailable(gpu=False)
     monkeypatch.setenv(precision.FLAGS_ENV, 'avx2 avx512_bf16')
@@ -243,13 +245,14 @@ def test_bench_quality_phase_measures_the_paper_psnr(tmp_path):
     code with another session config)."""
     import cv2
     import bench
+    from benchmarks import phases
     import metrics
     for kind in ('input', 'target'):
         os.makedirs(str(tmp_path / kind))
         image = cv2.imread(os.path.join(bench.BF16_DATA, kind, '51.png'))
         cv2.imwrite(str(tmp_path / kind / '51.png'), image[100:140, 200:248])
     args = bench.parse_args(['--quick', '--bf16_data', str(tmp_path), '--precision', 'fp32'])
-    result = bench.run_quality_phase(args)
+    result = phases.run_quality_phase(args)
     assert result['names'] == ['51'] and len(result['psnr']) == 1
     assert result['checkpoint'].startswith(bench.BF16_CHECKPOINT)
     rain = cv2.imread(str(tmp_path / 'input' / '51.png')) / 255.0
@@ -259,7 +262,7 @@ def test_bench_quality_phase_measures_the_paper_psnr(tmp_path):
 
 
 def test_flop_count_of_known_ops():
-    import profiling
+    from benchmarks import profiling
     with tf.Graph().as_default() as graph:
         images = tf.placeholder(tf.float32, [1, 5, 6, 4])
         tf.nn.conv2d(images, tf.zeros([3, 3, 4, 8]), 1, 'SAME')
@@ -273,7 +276,7 @@ def test_flop_count_of_known_ops():
 
 
 def test_forward_macs_counts_the_factory_graph():
-    import profiling
+    from benchmarks import profiling
     counts = {}
     for size in ((8, 8), (8, 16)):
         with tf.Graph().as_default() as graph:

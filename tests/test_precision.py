@@ -1,4 +1,4 @@
-"""precision.py: CPU flags, the precision each request resolves to, and the bf16 rewrite.
+"""machine/precision.py: CPU flags, the precision each request resolves to, and the bf16 rewrite.
 
 The numerical checks run in a child process (this file run as a script) started with
 ``TF_ENABLE_ONEDNN_OPTS=1``: TensorFlow reads that variable once, when it is imported, and
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-import precision
+from machine import precision
 import settings
 
 NO_BF16 = {'fpu', 'sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni'}

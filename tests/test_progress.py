@@ -4,7 +4,7 @@ import io
 import pytest
 
 import conftest  # noqa: F401  (project root on sys.path)
-import progress
+from console import progress
 
 
 class FakeClock(object):

@@ -7,13 +7,13 @@ import warnings
 import pytest
 
 from conftest import ROOT
-import quiet
+from console import quiet
 
 # Builds and runs the network on a 1x16x16x3 image, the smallest whole run of the model.
 SCRIPT = r'''
 import sys
 sys.path.insert(0, %r)
-import quiet
+from console import quiet
 quiet.setup()
 tf = quiet.import_tf()
 import numpy as np

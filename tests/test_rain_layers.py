@@ -1,4 +1,4 @@
-"""Training on real rain layers (``--rain_layers``, rainlayers.py), the warm start
+"""Training on real rain layers (``--rain_layers``, loading/rainlayers.py), the warm start
 (``--init_weights``) and the audit's shared-rain check, on tiny generated data.
 
 Every expected value is computed here in numpy from the files written, not taken from the
@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-import audit_scan
-import backgrounds
+from auditing import audit_scan
+from auditing import backgrounds
 import dataloader
-import errors
-import rainlayers
+from console import errors
+from loading import rainlayers
 from conftest import write_pairs
 
 SIZE = (20, 28)   # height, width of the tiny layer pairs

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import SPEC, write_pairs
-import checkpoints
+import checkpointing
 import metrics
-import paper
+from reproduction import paper
 import reproduce
 
 SIZE = 32
@@ -130,7 +130,7 @@ def test_report_rows_and_reasons(reproduced):
     assert rows['Rain100L']['checkpoint_step'] == 1
     # The run's schedule from its stored settings (default --lr and --lr_decay_step).
     assert rows['Rain100L']['training'] == {'iterations': 1,
-                                            'schedule': checkpoints.schedule_text(1e-3, 30000, 1)}
+                                            'schedule': checkpointing.schedule_text(1e-3, 30000, 1)}
     assert rows['Rain100L']['training']['schedule'] == 'lr 1e-3 throughout'
     assert rows['Tiny2']['checkpoint'] == rows['Rain100L']['checkpoint']
     assert rows['Rain100L']['test_pairs'] == 2 and rows['Tiny2']['test_pairs'] == 3

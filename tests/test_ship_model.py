@@ -1,6 +1,6 @@
 """Tests of tools/ship_model.py: the shipped model is replaced only by a complete new one.
 
-The shipped folder is redirected to a temporary one (``checkpoints.shipped_model_folder``);
+The shipped folder is redirected to a temporary one (``checkpointing.shipped_model_folder``);
 the source is the shipped heavy model. The demo measurement itself is tests/test_demo.py's.
 """
 import errno
@@ -16,9 +16,9 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
-import checkpoints  # noqa: E402
+import checkpointing  # noqa: E402
 import inference  # noqa: E402
-import profiling  # noqa: E402
+from machine import resources  # noqa: E402
 import ship_model  # noqa: E402
 
 SOURCE = os.path.join(ROOT, 'checkpoints', 'ReMAEN_heavy')
@@ -32,7 +32,7 @@ def shipped(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / 'model_card.json').write_text('{"name": "old"}')
     (folder / 'ReMAEN.index').write_bytes(b'old weights')
-    monkeypatch.setattr(checkpoints, 'shipped_model_folder', lambda name: str(folder))
+    monkeypatch.setattr(checkpointing, 'shipped_model_folder', lambda name: str(folder))
     return folder, {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
@@ -74,18 +74,19 @@ def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, mo
     assert 'old weights' not in str(contents(folder).get('ReMAEN.index'))
     card = json.loads((folder / 'model_card.json').read_text())
     assert card['name'] == 'light' and card['wall_hours'] == 1.5
-    assert card['cpu'] == '%s, %d cores' % profiling.machine_description()
-    stored = checkpoints.load_settings(SOURCE)
-    assert card['schedule'] == checkpoints.schedule_text(
-        stored['lr'], stored['lr_decay_step'], checkpoints.stored_step(checkpoints.find(SOURCE)))
+    assert card['cpu'] == '%s, %d cores' % resources.machine_description()
+    stored = checkpointing.load_settings(SOURCE)
+    step = checkpointing.stored_step(checkpointing.find(SOURCE))
+    assert card['schedule'] == checkpointing.schedule_text(stored['lr'], stored['lr_decay_step'],
+                                                           step)
     assert ship_model.main(['light', SOURCE, '--demo', 'Demo', '--cpu', 'AMD EPYC and Intel '
                             'Xeon, 2 cores', '--schedule', 'lr 2e-4'] + FLAGS) == 0
     card = json.loads((folder / 'model_card.json').read_text())
     assert card['cpu'] == 'AMD EPYC and Intel Xeon, 2 cores' and card['schedule'] == 'lr 2e-4'
     assert card['demo']['psnr'] == mean['psnr'] and card['demo_set'] == 'Demo'
-    assert card['source'] == os.path.relpath(checkpoints.find(SOURCE), ROOT)
-    exported = tf.train.load_checkpoint(checkpoints.find(str(folder)))
-    original = tf.train.load_checkpoint(checkpoints.find(SOURCE))
+    assert card['source'] == os.path.relpath(checkpointing.find(SOURCE), ROOT)
+    exported = tf.train.load_checkpoint(checkpointing.find(str(folder)))
+    original = tf.train.load_checkpoint(checkpointing.find(SOURCE))
     names = sorted(exported.get_variable_to_shape_map())
     assert len(names) == 138 and names == sorted(original.get_variable_to_shape_map())
     for name in names:
@@ -97,7 +98,7 @@ def test_ship_replaces_the_folder_with_the_exported_weights_and_card(shipped, mo
     (1e-3, 30000, 40000), (2.5e-4, 12000, 20000), (1e-4, 100, None)])
 def test_schedule_text_says_each_phase_and_the_papers_when_it_differs(lr, decay_step,
                                                                      iterations):
-    text = checkpoints.schedule_text(lr, decay_step, iterations)
+    text = checkpointing.schedule_text(lr, decay_step, iterations)
     phases = text.split(' (paper')[0]
     written = [float(word.rstrip(',')) for word in phases.replace('lr ', '').split()
                if 'e-' in word]

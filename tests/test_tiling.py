@@ -11,14 +11,14 @@ import tf_slim as slim
 
 from conftest import (ROOT, fast_session_config, randomize_biases, read_manifest,
                       variable_shapes)
-import checkpoints
-import errors
+import checkpointing
+from console import errors
 import inference
 import maeb
 import metrics
 import model
-import profiling
-import tiling
+from machine import resources
+from inference import tiling
 from model import ModelConfig
 
 tf.disable_v2_behavior()
@@ -259,10 +259,10 @@ def fast_versus_whole(config, image, tile, seed, monkeypatch):
             randomize_biases(sess, seed)
             whole = sess.run(output, {images: image[np.newaxis]})[0]
             counting = CountingSession(sess)
-            monkeypatch.setattr(tiling, 'halo_crop', recording_halo_crop)
+            monkeypatch.setattr(tiling.passes, 'halo_crop', recording_halo_crop)
             fast = tiling.derain_tiled(counting, graph, image, tile, radius, mode='fast',
                                        progress=lambda done, total: calls.append((done, total)))
-            monkeypatch.setattr(tiling, 'halo_crop', halo_crop)
+            monkeypatch.setattr(tiling.passes, 'halo_crop', halo_crop)
             no_halo = tiling.derain_fast(sess, graph, image, tile, radius, stats_halo=0)
             refining = CountingSession(sess)
             refined = tiling.derain_tiled(refining, graph, image, tile, radius, mode='fast',
@@ -427,16 +427,16 @@ def test_forced_tiles_and_whole_passes():
 def test_default_budget_follows_the_available_memory():
     assert tiling.default_budget_mb(100000) == tiling.DEFAULT_BUDGET_MB
     assert tiling.default_budget_mb(2000) == 0.75 * 2000
-    available = profiling.available_memory_mb()
+    available = resources.available_memory_mb()
     assert available is None or available > 0
     assert 0 < tiling.default_budget_mb() <= tiling.DEFAULT_BUDGET_MB
 
 
 @pytest.fixture(scope='module')
 def light_derainer():
-    prefix = checkpoints.find(LIGHT_MODEL)
+    prefix = checkpointing.find(LIGHT_MODEL)
     lines = []
-    derainer = inference.Derainer(prefix, checkpoints.stored_config(LIGHT_MODEL),
+    derainer = inference.Derainer(prefix, checkpointing.stored_config(LIGHT_MODEL),
                                   fast_session_config(), log=lines.append)
     derainer.lines = lines
     yield derainer
@@ -530,7 +530,7 @@ def test_pooled_sample_means_are_the_means_of_all_interiors(monkeypatch):
     both interiors' first SE inputs (before any squeeze, so independent per crop); a sample
     that is the whole image gives the normal network's means, also from a tile graph built
     without the pooled network, which refuses a partial sample."""
-    monkeypatch.setattr(tiling, 'SAMPLE_MIN_INTERIOR', 32)      # two 40x40 crops fit 3,200 px
+    monkeypatch.setattr(tiling.passes, 'SAMPLE_MIN_INTERIOR', 32)  # two 40x40 crops fit 3,200 px
     config = ModelConfig(stages=2, channels=4, dilations=(1,))
     image = demo_crop(72, 80)
     height, width = image.shape[:2]

@@ -11,10 +11,10 @@ Each SOURCE is a checkpoint prefix or a training folder; a folder stands for all
 with A <= step <= B and ``--every N`` those whose step is a multiple of N (a training folder
 also holds its newest, rotating checkpoints, e.g. ReMAEN-9575 beside the kept ReMAEN-9500 and
 ReMAEN-9600: ``--every 100`` leaves it out). The element-wise mean of the network's 138
-weights (``checkpoints.mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA
+weights (``checkpointing.mean_weights``, summed in float64; Polyak averaging, as BasicSR's EMA
 models or SWA) is written to OUT like ``--export_weights`` (no Adam state, no step), with the
 first source folder's settings and the list of averaged checkpoints in
-``remaen_settings.json`` (``checkpoints.export_mean_weights``, as ``tools/ship_model.py``;
+``remaen_settings.json`` (``checkpointing.export_mean_weights``, as ``tools/ship_model.py``;
 every source must have the first one's network settings). Test it with ``--checkpoint OUT``;
 ship it with ``tools/ship_model.py NAME <the same prefixes>``.
 OUT must not hold training checkpoints.
@@ -27,9 +27,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import checkpoints  # noqa: E402
-import errors  # noqa: E402
-import quiet  # noqa: E402
+import checkpointing  # noqa: E402
+from console import errors  # noqa: E402
+from console import quiet  # noqa: E402
 import settings  # noqa: E402
 
 
@@ -61,48 +61,11 @@ def build_parser():
     return parser
 
 
-def select(sources, steps=None, every=None):
-    """The checkpoint prefixes the sources stand for, in the order given (a folder's by step),
-    those of ``steps`` (FIRST, LAST) only and, with ``every``, those whose step is a multiple
-    of it.
-
-    Raises:
-      UsageError: a source is neither a checkpoint nor a folder of training checkpoints, or
-        nothing is left.
-    """
-    prefixes = []
-    for source in sources:
-        if os.path.isdir(source):
-            found = [p for _, p in sorted(checkpoints.steps(source).items())]
-            if not found:
-                raise errors.UsageError('%s holds no training checkpoints (ReMAEN-<step>); give '
-                                        'checkpoint prefixes or a training folder' % source)
-        elif os.path.isfile(source + '.index'):
-            found = [source]
-        else:
-            raise errors.UsageError('no checkpoint at %s: give a checkpoint prefix (without '
-                                    '.index) or a training folder' % source)
-        prefixes += found
-    if steps is not None:
-        prefixes = [p for p in prefixes
-                    if steps[0] <= checkpoints.step_of(p) <= steps[1]]
-    if every is not None:
-        prefixes = [p for p in prefixes
-                    if checkpoints.step_of(p) >= 0 and checkpoints.step_of(p) % every == 0]
-    if not prefixes:
-        wanted = ' and '.join(w for w in (
-            'in %d-%d' % steps if steps is not None else '',
-            'a multiple of %d' % every if every is not None else '') if w)
-        raise errors.UsageError('no checkpoint with an iteration %s among %s'
-                                % (wanted, ', '.join(sources)))
-    return prefixes
-
-
 def run(args):
-    prefixes = select(args.source, args.steps, args.every)
+    prefixes = checkpointing.select_prefixes(args.source, args.steps, args.every)
     quiet.setup()
     quiet.import_tf()  # the first TensorFlow import, with its start-up noise silenced
-    target, count, size = checkpoints.export_mean_weights(
+    target, count, size = checkpointing.export_mean_weights(
         prefixes, args.out, [os.path.relpath(p) for p in prefixes])
     print('Averaged %d checkpoints (%s) into %s: %d variables, %.1f MB'
           % (len(prefixes), ', '.join(os.path.basename(p) for p in prefixes), target, count,

@@ -29,12 +29,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import checkpoints  # noqa: E402
+import checkpointing  # noqa: E402
 import dataloader  # noqa: E402
-import errors  # noqa: E402
+from console import errors  # noqa: E402
 import metrics  # noqa: E402
-import precision  # noqa: E402
-import quiet  # noqa: E402
+from machine import precision  # noqa: E402
+from console import quiet  # noqa: E402
 import utils  # noqa: E402
 
 VARIANTS = ('fp32', 'bf16', 'fp32_wq')
@@ -56,14 +56,14 @@ def derain_all(prefix, pairs, variant):
     """Outputs [H, W, 3] in [0, 1] of every pair with ``variant`` (one of VARIANTS)."""
     import model
     tf = quiet.import_tf()
-    config = checkpoints.stored_config(os.path.dirname(prefix))
+    config = checkpointing.stored_config(os.path.dirname(prefix))
     with tf.Graph().as_default():
         net = model.build_inference_graph(config)
         variables = model.model_variables()
         rounded = [v.assign(tf.cast(tf.cast(v, tf.bfloat16), tf.float32)) for v in variables]
         compute = 'bf16' if variant == 'bf16' else 'fp32'
         with tf.Session(config=utils.session_config(precision=compute)) as session:
-            checkpoints.restore(session, prefix, variables)
+            checkpointing.restore(session, prefix, variables)
             if variant == 'fp32_wq':
                 session.run(rounded)
             return [session.run(net.output, {net.images: dataloader.load_pair(pair)[0][None]})[0]
@@ -89,9 +89,9 @@ def run(args):
     if not precision.bf16_supported():
         raise errors.UsageError('this CPU has neither avx512_bf16 nor amx_bf16: bf16 would only '
                                 'be emulated; run this tool on a CPU with bfloat16')
-    where = (checkpoints.shipped_model_folder(args.model)
-             if args.model in checkpoints.SHIPPED_MODELS else args.model)
-    prefix = checkpoints.resolve(where)
+    where = (checkpointing.shipped_model_folder(args.model)
+             if args.model in checkpointing.SHIPPED_MODELS else args.model)
+    prefix = checkpointing.resolve(where)
     pairs, _ = dataloader.find_pairs(args.data, limit=args.pairs, verbose=False)
     result = measure(prefix, pairs)
     print('%-10s %8s %8s %8s %10s %10s' % ('pair', 'fp32', 'bf16', 'fp32_wq', 'd_bf16',

@@ -34,8 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import dataloader  # noqa: E402
-import errors  # noqa: E402
-import images  # noqa: E402
+from console import errors  # noqa: E402
+from loading import images  # noqa: E402
 import inference  # noqa: E402
 import metrics  # noqa: E402
 

@@ -22,9 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import images  # noqa: E402
-import rainlayers  # noqa: E402
-from discovery import find_pairs  # noqa: E402
+from loading import images  # noqa: E402
+from loading import rainlayers  # noqa: E402
+from loading.discovery import find_pairs  # noqa: E402
 
 BINS = np.linspace(0.0, 1.0, 11)
 

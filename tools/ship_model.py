@@ -5,7 +5,7 @@
         --photo data/real/1.jpg
 
 Several checkpoints of one run (e.g. ``snap/ReMAEN-4100 ... snap/ReMAEN-5000``) ship the mean
-of their weights (``checkpoints.mean_weights``); the card lists them and its ``source`` and
+of their weights (``checkpointing.mean_weights``); the card lists them and its ``source`` and
 ``iterations`` are the newest one's.
 
 Writes ``checkpoints/ReMAEN_<name>/``: the weights only (``--export_weights``), its
@@ -28,13 +28,14 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import checkpoints  # noqa: E402
+import checkpointing  # noqa: E402
 import dataloader  # noqa: E402
-import errors  # noqa: E402
+from console import errors  # noqa: E402
 import inference  # noqa: E402
-import main as cli  # noqa: E402
-import profiling  # noqa: E402
-import quiet  # noqa: E402
+import commands  # noqa: E402
+import settings  # noqa: E402
+from machine import resources  # noqa: E402
+from console import quiet  # noqa: E402
 import utils  # noqa: E402
 
 
@@ -72,7 +73,7 @@ def build_parser():
 
 def _cpu():
     """'<CPU model>, <N> cores' of this machine."""
-    return '%s, %d cores' % profiling.machine_description()
+    return '%s, %d cores' % resources.machine_description()
 
 
 def photo_strip(derainer, photo, width):
@@ -120,7 +121,7 @@ def _source(prefix, folder=None):
 def average(prefixes, target, names):
     """Export the mean of the weights of ``prefixes`` (one run's checkpoints) to ``target``;
     its settings list them as ``names``."""
-    _, count, size = checkpoints.export_mean_weights(prefixes, target, names)
+    _, count, size = checkpointing.export_mean_weights(prefixes, target, names)
     print('Exported the mean of %d checkpoints (%d variables) to %s (%.1f MB)'
           % (len(prefixes), count, target, size / 1e6))
 
@@ -129,10 +130,10 @@ def ship(args):
     """Check every input, then export, measure and write the card in ``<target>.new`` and put
     it in place of the shipped model only when all of it succeeded: a fault (a missing demo
     set, an unreadable photo, a full disk) leaves the shipped model as it was."""
-    target = checkpoints.shipped_model_folder(args.name)
+    target = checkpointing.shipped_model_folder(args.name)
     prefixes = []
     for where in args.checkpoint:
-        prefix = checkpoints.find(where)
+        prefix = checkpointing.find(where)
         if prefix is None:
             raise errors.UsageError('no checkpoint at %s: give a training checkpoint folder or '
                                     'prefix' % where)
@@ -144,20 +145,19 @@ def ship(args):
                                 'or leave --photo out' % args.photo)
     if args.photo:
         dataloader.read_image(args.photo)             # readable, before anything is written
-    steps = [checkpoints.stored_step(prefix) or 0 for prefix in prefixes]
+    steps = [checkpointing.stored_step(prefix) or 0 for prefix in prefixes]
     prefix = prefixes[steps.index(max(steps))]                  # the newest one
     names = [_source(p, args.source_folder) for p in prefixes]
     staging = target + '.new'
     shutil.rmtree(staging, ignore_errors=True)
     try:
         if len(prefixes) == 1:
-            code = cli.main(['--export_weights', staging, '--checkpoint', prefix])
-            if code:
-                return code
+            commands.run_commands(settings.parse_args(
+                ['--export_weights', staging, '--checkpoint', prefix]))
         else:
             average(prefixes, staging, names)
         card, strip = measure(args, staging, pairs, prefix, names)
-        with open(os.path.join(staging, checkpoints.CARD_FILE), 'w') as handle:
+        with open(os.path.join(staging, checkpointing.CARD_FILE), 'w') as handle:
             json.dump(card, handle, indent=2)
         replace_folder(staging, target)
     finally:
@@ -173,8 +173,8 @@ def ship(args):
 def measure(args, folder, pairs, prefix, names):
     """The card of the model exported to ``folder`` (its demo-set means measured here) and
     the photo strip (None without ``--photo``)."""
-    stored = checkpoints.load_settings(folder) or {}
-    derainer = inference.Derainer(checkpoints.find(folder), checkpoints.stored_config(folder))
+    stored = checkpointing.load_settings(folder) or {}
+    derainer = inference.Derainer(checkpointing.find(folder), checkpointing.stored_config(folder))
     try:
         results = inference.derain_pairs(derainer, pairs, os.path.join(
             ROOT, 'results', 'ship_' + args.name), args.demo)
@@ -185,11 +185,11 @@ def measure(args, folder, pairs, prefix, names):
     card = {
         'name': args.name, 'variables': 138, 'source': _source(prefix, args.source_folder),
         'averaged_checkpoints': names if len(names) > 1 else None,
-        'iterations': checkpoints.stored_step(prefix), 'batch_size': stored.get('batch_size'),
+        'iterations': checkpointing.stored_step(prefix), 'batch_size': stored.get('batch_size'),
         'patch_size': stored.get('patch_size'), 'training_data': args.training_data,
-        'schedule': args.schedule or checkpoints.schedule_text(
+        'schedule': args.schedule or checkpointing.schedule_text(
             stored.get('lr', 1e-3), stored.get('lr_decay_step', 30000),
-            checkpoints.stored_step(prefix)),
+            checkpointing.stored_step(prefix)),
         'initialised_from': args.initialised_from, 'wall_hours': args.wall_hours,
         'cpu': args.cpu or _cpu(), 'date': datetime.date.today().isoformat(),
         'demo_set': args.demo, 'demo': {k: mean[k] for k in inference.METRIC_KEYS},

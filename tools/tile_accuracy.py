@@ -49,12 +49,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import quiet  # noqa: E402
+from console import quiet  # noqa: E402
 quiet.setup('--verbose' in sys.argv[1:])  # before TensorFlow is imported (by model, tiling)
-import checkpoints  # noqa: E402
+import checkpointing  # noqa: E402
 import metrics  # noqa: E402
 import model  # noqa: E402
-import tiling  # noqa: E402
+from inference import tiling  # noqa: E402
 import utils  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
@@ -143,7 +143,7 @@ def build_session(prefix, config, pooled=False):
         infer = model.build_inference_graph(config)
         tiled = tiling.build_tiled_graph(config, pooled=pooled)
         session = tf.Session(graph=graph, config=utils.session_config())
-        checkpoints.restore(session, prefix, model.model_variables())
+        checkpointing.restore(session, prefix, model.model_variables())
     return session, infer, tiled
 
 
@@ -245,9 +245,9 @@ def cases(args):
 
 def measure_model(name, args):
     """Every row of one model (list of dicts), printed as they come."""
-    folder = args.checkpoint or checkpoints.shipped_model_folder(name)
-    prefix = checkpoints.resolve(folder)
-    config = checkpoints.stored_config(os.path.dirname(prefix))
+    folder = args.checkpoint or checkpointing.shipped_model_folder(name)
+    prefix = checkpointing.resolve(folder)
+    config = checkpointing.stored_config(os.path.dirname(prefix))
     session, infer, tiled = build_session(prefix, config,
                                           pooled=args.min_sample_fraction < 1)
     measure = Measure(session, infer, tiled, config, args)

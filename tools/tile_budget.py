@@ -6,7 +6,7 @@ time by the number of tiles of that shape and estimates the other shapes from th
 pixel of the timed ones. ``--full`` derains the whole image instead (it also checks the
 estimate). The tile is the one the automatic choice picks (``tiling.plan`` under
 ``--budget_mb``, default ``tiling.DEFAULT_BUDGET_MB``) unless ``--tile`` is given. Peak memory
-is the process's peak resident size (``profiling.peak_rss_mb``): TensorFlow's runtime and the
+is the process's peak resident size (``resources.peak_rss_mb``): TensorFlow's runtime and the
 image (~0.8-1 GB) plus the crops' activations; the largest crop has run, as in a full run.
 Only the tile graphs are built. ``python bench.py`` measures the same end to end
 (``large_photo_*``: ``main.py --input`` with default flags).
@@ -30,14 +30,14 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import quiet  # noqa: E402
+from console import quiet  # noqa: E402
 quiet.setup('--verbose' in sys.argv[1:])  # before TensorFlow is imported (by model, tiling)
-import checkpoints  # noqa: E402
-import errors  # noqa: E402
-import images  # noqa: E402
+import checkpointing  # noqa: E402
+from console import errors  # noqa: E402
+from loading import images  # noqa: E402
 import model  # noqa: E402
-import profiling  # noqa: E402
-import tiling  # noqa: E402
+from machine import resources  # noqa: E402
+from inference import tiling  # noqa: E402
 import utils  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def time_pass(session, tiled, fetch, image, tile, halo, squeezes, max_shapes=0):
     seconds, timed_seconds, timed_pixels = 0.0, 0.0, 0
     for (rows, cols), boxes in timed:
         start = time.perf_counter()
-        for _ in tiling._tile_runs(session, tiled, fetch, image, boxes[:1], halo, squeezes,
+        for _ in tiling.passes._tile_runs(session, tiled, fetch, image, boxes[:1], halo, squeezes,
                                    lambda: None):
             pass
         spent = time.perf_counter() - start
@@ -130,7 +130,7 @@ def restored_tiles(checkpoint, config):
     with tf.Graph().as_default():
         tiled = tiling.build_tiled_graph(config)
         session = tf.Session(config=utils.session_config())
-        checkpoints.restore(session, checkpoints.resolve(checkpoint), model.model_variables())
+        checkpointing.restore(session, checkpointing.resolve(checkpoint), model.model_variables())
     tiling.derain_fast(session, tiled, np.full((48, 48, 3), 0.5, np.float32), 24, 8)
     return session, tiled
 
@@ -152,7 +152,7 @@ def run(args):
     passes = tiling.statistics_passes(height, width, plan.sample_pixels)
     halos = tiling.pass_halos('fast', plan.overlap, passes=passes)
     session, tiled = restored_tiles(args.checkpoint, config)
-    rss_ready = profiling.peak_rss_mb()
+    rss_ready = resources.peak_rss_mb()
     result = {'size': '%dx%d' % (width, height), 'megapixels': width * height / 1e6,
               'tile': tile, 'halos': halos, 'rss_ready_mb': rss_ready, 'choice': plan.line,
               'estimated_mb': plan.memory_mb, 'tiles': plan.tiles,
@@ -176,7 +176,7 @@ def run(args):
                        'pass_seconds': [p[0] for p in timed],
                        'microseconds_per_pixel': [p[2] * 1e6 for p in timed],
                        'estimated_seconds': sum(p[0] for p in timed)})
-    result['peak_rss_mb'] = profiling.peak_rss_mb()
+    result['peak_rss_mb'] = resources.peak_rss_mb()
     session.close()
     seconds = result.get('seconds', result.get('estimated_seconds'))
     print('%s (%.1f MP), tile %d, halos %s: %d tiles, %.2f whole passes of pixels; %s %.0f s '

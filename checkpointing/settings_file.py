@@ -103,7 +103,7 @@ def stored_config(folder, default=None, stored=None):
     """The ModelConfig stored next to a checkpoint (``stored``: its loaded settings), else
     ``default`` (None = the paper's). UsageError for one this version cannot build (e.g. a
     1-channel model of an earlier version)."""
-    from model import ModelConfig  # imports TensorFlow (see the module docstring)
+    from model import ModelConfig  # imports TensorFlow: after quiet.setup (the package docstring)
     stored = load_settings(folder) if stored is None else stored
     if not stored or 'model' not in stored:
         return default or ModelConfig()

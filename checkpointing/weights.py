@@ -44,7 +44,7 @@ def export_weights(source, target, config, values, session_config=None):
     ``remaen_settings.json`` (``values`` with ``model`` = ``config``, a ModelConfig), never into
     a folder holding training checkpoints. ``source`` may also be a list of prefixes: their
     weights are averaged (``mean_weights``). Returns (prefix, variables, bytes written)."""
-    import model  # imports TensorFlow (see the module docstring)
+    import model  # imports TensorFlow: after quiet.setup (the package docstring)
     _check_export_target(target, '--export_weights')
     tf = quiet.import_tf()
     with tf.Graph().as_default():

@@ -265,7 +265,7 @@ def derain_tiled(session, graph, image, tile, overlap, point_radii=None, mode='e
     """Derain one image tile by tile, in memory bounded by one (tile + 2 overlap)^2 crop.
 
     ``mode='exact'``: equal to one whole-image pass (< 1e-4) when ``overlap >= R``, at a cost
-    of about K/2 + 1 whole passes (see the module docstring). ``mode='fast'``: two runs per
+    of about K/2 + 1 whole passes (see the package docstring). ``mode='fast'``: two runs per
     tile (``derain_fast``), close to the whole-image pass but not equal (docs/tiling.md).
 
     Args:

@@ -35,6 +35,14 @@ def session_config(intra_op_threads=0, inter_op_threads=0, xla=False, precision=
     return precision_lib.apply_to_session_config(config, precision)
 
 
+def flags_session_config(args, precision=None):
+    """``session_config`` of parsed flags: ``--intra_op_threads``, ``--inter_op_threads``,
+    ``--xla``, in ``precision`` (None = ``args.precision``, which must then be resolved:
+    ``precision.from_args``)."""
+    return session_config(args.intra_op_threads, args.inter_op_threads, args.xla,
+                          precision=precision or args.precision)
+
+
 def use_mixed_precision(requested):
     """``--mixed_precision``: honoured only where a GPU is visible, else a note and float32.
 

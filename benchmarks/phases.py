@@ -23,6 +23,7 @@ import numpy as np
 
 import commands
 import settings
+import utils
 from console import errors
 from machine import precision
 from benchmarks.profiling import ConvProbe, count_flops, forward_macs, step_breakdown
@@ -42,13 +43,6 @@ LARGE_PHOTO_SIZE = {'full': (3000, 4000), 'quick': (120, 160)}
 
 
 # ----------------------------------------------------------------------------- measuring
-def _session_config(args, compute=None):
-    """The session flags' ConfigProto, in ``compute`` precision (None = ``args.precision``)."""
-    import utils
-    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla,
-                                precision=compute or args.precision)
-
-
 def run_infer_phase(args):
     """Time the restored network at ``args.size`` (one phase, in this process).
 
@@ -58,7 +52,7 @@ def run_infer_phase(args):
     """
     import model
     config = model.ModelConfig()
-    probe = ConvProbe(_session_config(args, 'fp32'))
+    probe = ConvProbe(utils.flags_session_config(args, 'fp32'))
     session, images, output = _restored_network(args, args.checkpoint, config)
     baseline = current_rss_mb()
     rng = np.random.default_rng(0)
@@ -113,7 +107,7 @@ def run_train_phase(args):
     import dataloader
     import model
     config = model.ModelConfig()
-    probe = ConvProbe(_session_config(args, 'fp32'))
+    probe = ConvProbe(utils.flags_session_config(args, 'fp32'))
     shape = [args.batch_size, args.patch_size, args.patch_size, model.IMAGE_CHANNELS]
     graph = tf.Graph()
     with graph.as_default():
@@ -121,13 +115,13 @@ def run_train_phase(args):
         rain = tf.placeholder(tf.float32, shape, name='rain')
         clean = tf.placeholder(tf.float32, shape, name='clean')
         # As training.build does: direct dilated convs where the kernels differentiate them.
-        direct = precision.direct_dilation_trainable(_session_config(args))
+        direct = precision.direct_dilation_trainable(utils.flags_session_config(args))
         net = model.build_train_graph(rain, clean, config, fused=args.fused,
                                       precision=args.precision, direct_dilation=direct)
         init = tf.global_variables_initializer()
         forward = count_flops(graph, scope='derainNet/')['macs']
         total = count_flops(graph)['macs']
-    session = tf.Session(graph=graph, config=_session_config(args))
+    session = tf.Session(graph=graph, config=utils.flags_session_config(args))
     session.run(init)
     with tempfile.TemporaryDirectory() as folder:
         pairs, data = _training_pairs(args.data_path, folder, args.patch_size)
@@ -173,7 +167,7 @@ def _restored_network(args, prefix, config):
     import model
     with tf.Graph().as_default():
         net = model.build_inference_graph(config, fused=args.fused, precision=args.precision)
-        session = tf.Session(config=_session_config(args))
+        session = tf.Session(config=utils.flags_session_config(args))
         checkpointing.restore(session, prefix, model.model_variables())
     return session, net.images, net.output
 
@@ -300,7 +294,7 @@ def run_runtimes_phase(args):
     rng = np.random.default_rng(0)
     check = [('bench', rng.random((48, 64, 3), np.float32))]
     prefix = checkpointing.resolve(args.checkpoint, log=lambda line: None)
-    derainer = inference.Derainer(prefix, config, _session_config(args, 'fp32'), tile=0)
+    derainer = inference.Derainer(prefix, config, utils.flags_session_config(args, 'fp32'), tile=0)
     runners, sizes = {'tf_graph': derainer.run}, {}
     with tempfile.TemporaryDirectory() as folder:
         for fmt in export.FORMATS:

@@ -127,7 +127,7 @@ def export_model(args):
     check_images = export.demo_images(card)
     print('Exporting %s as %s' % (prefix, args.export))
     section = export.export(prefix, config, args.export, args.export_dir, check_images, card,
-                            _session_config(args))
+                            utils.flags_session_config(args, 'fp32'))
     sizes = export.files_of(args.export_dir)
     print('Exported %s: %s (%.1f MB in %d files, with %s)'
           % (args.export, args.export_dir, sum(sizes.values()) / 1e6, len(sizes),
@@ -136,10 +136,6 @@ def export_model(args):
     print('export check: max |diff| %.1e on %d images (against the graph with the export\'s '
           'options; %.1e from the default graph, docs/deploy.md)'
           % (check['max_abs_diff'], len(check['images']), check['default_graph_diff']))
-
-
-def _session_config(args):
-    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla)
 
 
 # ----------------------------------------------------------------------------- entry point

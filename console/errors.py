@@ -111,7 +111,7 @@ def run(action, verbose=False, args=None):
         return EXIT_OK if code is None else code
     except SystemExit:
         raise
-    except BaseException as exc:  # noqa: B902: every fault ends here, by design
+    except BaseException as exc:  # noqa: BLE001 - every fault ends here, by design
         return report(exc, verbose, args)
     finally:
         _on_sigterm(previous)

@@ -297,7 +297,7 @@ def _convert(fmt, session, images, outputs, folder):
         WRITERS[fmt](session, images, outputs, folder)
     except (OSError, MemoryError, KeyboardInterrupt, UserError):
         raise
-    except Exception as exc:  # noqa: B902: tf2onnx and the LiteRT converter raise anything
+    except Exception as exc:  # noqa: BLE001 - tf2onnx and the LiteRT converter raise anything
         raise ExportError('the %s conversion failed (%s); --verbose shows the converter\'s '
                           'messages' % (fmt, reason(exc)))
 

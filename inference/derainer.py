@@ -180,8 +180,7 @@ def build_derainer(args, progress=None):
     prefix, config = resolve_model(args)
     print('Restoring %s' % prefix)
     return Derainer(
-        prefix, config, utils.session_config(args.intra_op_threads, args.inter_op_threads,
-                                             args.xla, precision=args.precision),
+        prefix, config, utils.flags_session_config(args),
         tile=args.tile, tile_overlap=args.tile_overlap, tile_mode=args.tile_mode,
         precision=args.precision, progress=progress,
         memory_mb=args.inference_memory_mb or None, refine_passes=args.tile_refine_passes)

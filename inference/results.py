@@ -295,7 +295,7 @@ def _keep_done(exc, results, out_dir, total, visuals):
         return
     try:
         _write_all(results, out_dir, visuals)
-    except Exception as error:  # noqa: B902: the first fault is the one to report
+    except Exception as error:  # noqa: BLE001 - the first fault is the one to report
         exc.add_note('the results of the %d image(s) already derained could not be written '
                      '(%s)' % (done, error))
         return

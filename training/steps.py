@@ -129,7 +129,7 @@ def prepare(args):
         distributed.check_flags(cluster, args)
         if cluster.is_ps:
             return Run(None, None, [], None, [], [], None, False, None, cluster,
-                       distributed.start_server(cluster, _session_config(args)))
+                       distributed.start_server(cluster, utils.flags_session_config(args)))
     hvd = _horovod(args)
     chief = cluster.is_chief if cluster else hvd is None or hvd.rank() == 0
     if args.num_gpus > 1 and args.batch_size % args.num_gpus:
@@ -169,7 +169,8 @@ def prepare(args):
             rainlayers.check_resume(checkpointing.load_settings(folder), layers, folder)
         warm_start = _warm_start(args, folder, prefix, config)
         log_dir = os.path.join(args.logs_dir, os.path.basename(folder))
-        server = distributed.start_server(cluster, _session_config(args)) if cluster else None
+        server = (distributed.start_server(cluster, utils.flags_session_config(args))
+                  if cluster else None)
     except BaseException:
         if store:
             store.close()
@@ -200,11 +201,6 @@ def _warm_start(args, folder, prefix, config):
     return init
 
 
-def _session_config(args):
-    return utils.session_config(args.intra_op_threads, args.inter_op_threads, args.xla,
-                                precision=args.precision)
-
-
 # ----------------------------------------------------------------------------- step 2
 def build(args, run):
     """The training graph, its summaries and saver, and the inference graph on the same
@@ -221,7 +217,7 @@ def build(args, run):
                       else replicas.wrap_optimizer if replicas else None)
     # Dilated convs as single Conv2D ops where this process's kernels differentiate them
     # (oneDNN, GPUs): same variables and math, no SpaceToBatchND/BatchToSpaceND copies.
-    direct_dilation = precision.direct_dilation_trainable(_session_config(args))
+    direct_dilation = precision.direct_dilation_trainable(utils.flags_session_config(args))
     with graph.as_default(), (tf.device(replicas.device_setter()) if replicas
                               else contextlib.nullcontext()):
         if args.seed is not None:
@@ -270,7 +266,7 @@ def restore_or_init(args, run, graph):
     the variables (on the ps) and then marks them ready, the other workers wait for that.
     """
     tf = quiet.import_tf()
-    session_config = _session_config(args)
+    session_config = utils.flags_session_config(args)
     if run.hvd:
         session_config.gpu_options.visible_device_list = str(run.hvd.local_rank())
     if run.cluster:
@@ -341,8 +337,8 @@ def _train(args, run):
     """``train`` once ``prepare`` is done: build, restore, loop, last checkpoint."""
     import model  # imports TensorFlow: after quiet.setup (the module docstring)
     if run.cluster and run.cluster.is_ps:
-        distributed.serve_ps(run.cluster, run.server,
-                             distributed.session_config(run.cluster, _session_config(args)))
+        distributed.serve_ps(run.cluster, run.server, distributed.session_config(
+            run.cluster, utils.flags_session_config(args)))
         return 0
     settings.print_configuration(args, 'training')
     graph = build(args, run)
@@ -471,4 +467,4 @@ def _close(args, run, graph, session, early):
     session.close()
     if graph.replicas:
         graph.replicas.signal_done(run.server, distributed.session_config(
-            run.cluster, _session_config(args)))
+            run.cluster, utils.flags_session_config(args)))

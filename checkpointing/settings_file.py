@@ -3,7 +3,8 @@
 ``save_settings`` writes it atomically, ``load_settings`` reads it and checks each value's type
 (one error line naming the file, the key and the type), ``stored_config`` gives the network it
 describes, and ``check_settings`` refuses a run whose network differs from the stored one.
-``_differing_settings`` compares two sets of settings for the divergence guard's stored losses.
+``differing_settings`` compares two sets of settings (the divergence guard's stored losses, the
+rain layers of a resume).
 """
 import json
 import os
@@ -18,14 +19,22 @@ from console.errors import UsageError
 GUARD_IGNORED_SETTINGS = ('lr', 'lr_decay_step')
 
 
-def _differing_settings(stored, current):
+# Settings recorded both as a path (for people) and as a digest of what the path held (for the
+# checks). When both sides record the digest, it decides and the paths may differ (a clone at
+# another place, a copy of the data); settings written before the digest existed compare paths.
+CONTENT_DIGESTS = {'rain_layers': 'rain_layers_digest'}
+
+
+def differing_settings(stored, current, ignored=GUARD_IGNORED_SETTINGS):
     """The names of the settings (``run_settings`` keys) in which ``stored`` differs from
-    ``current``, ``GUARD_IGNORED_SETTINGS`` left out; ValueError when ``stored`` is not a
-    dict (a file written by hand)."""
+    ``current``, ``ignored`` left out and paths compared by content (``CONTENT_DIGESTS``);
+    ValueError when ``stored`` is not a dict (a file written by hand)."""
     if not isinstance(stored, dict):
         raise ValueError('no settings stored')
     current = json.loads(json.dumps(current))
-    names = (set(stored) | set(current)) - set(GUARD_IGNORED_SETTINGS)
+    names = (set(stored) | set(current)) - set(ignored)
+    for path, digest in CONTENT_DIGESTS.items():
+        names.discard(path if digest in stored and digest in current else digest)
     return sorted(n for n in names if stored.get(n) != current.get(n))
 
 

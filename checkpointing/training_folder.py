@@ -16,7 +16,7 @@ from checkpointing.files import (CheckpointError, DIVERGED_FOLDER, GUARD_FILE, L
                                  _atomic_write, _checkpoint_files, _first_line, _names,
                                  _remove_checkpoint, clean_temporaries, make_folder,
                                  newest_readable, step_of, steps, unreadable, write_state)
-from checkpointing.settings_file import _differing_settings
+from checkpointing.settings_file import differing_settings
 from console import quiet
 from console.errors import reason
 
@@ -142,7 +142,7 @@ class TrainingFolder(object):
             step = int(stored['step'])
             if not all(np.isfinite(losses)):
                 raise ValueError('a loss is not finite')
-            differ = _differing_settings(stored.get('settings'), run_settings)
+            differ = differing_settings(stored.get('settings'), run_settings)
         except FileNotFoundError:
             return [], None
         except (OSError, ValueError, TypeError, KeyError) as exc:

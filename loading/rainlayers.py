@@ -22,6 +22,7 @@ what ``batching.TrainBatcher`` asks for each crop; the layer folder's own clean 
 backgrounds too (``background_pairs``). No TensorFlow here.
 """
 import collections
+import hashlib
 import os
 
 import numpy as np
@@ -29,6 +30,9 @@ import numpy as np
 from loading import images
 from loading.batching import crop_at
 from loading.discovery import DataError, Pair, find_pairs, resolve_dataset_dir
+from checkpointing.settings_file import differing_settings
+
+LAYER_KEYS = ('rain_layers', 'rain_layers_digest')  # what a resume compares (check_resume)
 
 LEVELS = 256             # S and the censoring bounds are tabulated in steps of 1/255
 DARKER_LEVELS = 8        # a rainy sample more than 8/255 below its clean one is "darker"
@@ -236,6 +240,7 @@ class LayerSet(object):
         self.layers = list(layers)
         self.mode = mode
         self.nbytes = sum(one.rain.nbytes + one.clean.nbytes for one in self.layers)
+        self.digest = content_digest(self.layers)
 
     def __len__(self):
         return len(self.layers)
@@ -276,9 +281,23 @@ class LayerSet(object):
         return composite(background, self.crop(index, background.shape[0], draws))
 
     def settings(self):
-        """What ``remaen_settings.json`` records of the layers (a resume must match it)."""
-        return {'rain_layers': os.path.abspath(self.folder), 'rain_layer_pairs': len(self),
-                'rain_layer_fill': self.mode}
+        """What ``remaen_settings.json`` records of the layers (a resume must match it): the
+        folder (for people), the digest of its images (for the checks: the same layers at
+        another path, a clone elsewhere or a copy, are the same layers), count and fill."""
+        return {'rain_layers': os.path.abspath(self.folder), 'rain_layers_digest': self.digest,
+                'rain_layer_pairs': len(self), 'rain_layer_fill': self.mode}
+
+
+def content_digest(layers):
+    """SHA-256 (hex) of the layers' decoded images, in the folder's pair order: rainy then
+    clean, each with its shape and dtype; file names and places do not enter it."""
+    digest = hashlib.sha256()
+    for layer in layers:
+        for raw in (layer.rain, layer.clean):
+            raw = np.ascontiguousarray(raw)
+            digest.update(('%s %s;' % (raw.dtype.str, raw.shape)).encode('ascii'))
+            digest.update(raw.tobytes())
+    return digest.hexdigest()
 
 
 def load_layers(folder, patch_size=None, rainy_half=None, flag='--rain_layers', verbose=True,
@@ -343,7 +362,9 @@ def background_pairs(pairs, layers=None):
 
 
 def check_resume(stored, layers, folder):
-    """DataError when a resumed checkpoint folder was trained with other rain layers.
+    """DataError when a resumed checkpoint folder was trained with other rain layers: other
+    images (``rain_layers_digest``; the folder may have moved), or, for settings written
+    before the digest, another folder.
 
     Args:
       stored: the folder's ``remaen_settings.json`` (dict) or None.
@@ -352,12 +373,17 @@ def check_resume(stored, layers, folder):
     """
     if not stored:
         return
-    before = stored.get('rain_layers')
-    now = layers.settings()['rain_layers'] if layers else None
-    if before == now:
+    now = layers.settings() if layers else {}
+    if not differing_settings({k: stored[k] for k in LAYER_KEYS if k in stored},
+                              {k: now[k] for k in LAYER_KEYS if k in now}, ignored=()):
         return
+    before, now = stored.get('rain_layers'), now.get('rain_layers')
+    if before and before == now:
+        raise DataError('checkpoint folder {} was trained with other images in --rain_layers '
+                        '{} (their digest differs); restore them to resume, or pass another '
+                        '--train_dataset to train in another folder'.format(folder, now))
     raise DataError('checkpoint folder {} was trained with --rain_layers {}, this run passes '
-                    '{}; pass the same --rain_layers to resume, or another --train_dataset to '
+                    '{}; pass the same layers to resume, or another --train_dataset to '
                     'train in another folder'.format(folder, before or '(none)',
                                                      now or '(none)'))
 

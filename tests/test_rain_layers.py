@@ -4,8 +4,10 @@
 Every expected value is computed here in numpy from the files written, not taken from the
 library: the composite, the Kaplan-Meier means, the crops, flips and the seeded draw order.
 """
+import hashlib
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -250,6 +252,44 @@ def test_darker_tolerance_accepts_small_negative_noise(tmp_path):
     assert len(layers) == 3
 
 
+def test_a_resume_compares_layers_by_content_and_old_settings_by_path(tmp_path):
+    from checkpointing.settings_file import differing_settings
+    here, there = str(tmp_path / 'layers'), str(tmp_path / 'elsewhere' / 'layers')
+    written = write_layers(here)
+    shutil.copytree(here, there)
+    stored = rainlayers.load_layers(here, verbose=False).settings()
+    moved = rainlayers.load_layers(there, verbose=False).settings()
+    # The digest: SHA-256 of the decoded images (as cv2 reads them), by hand.
+    expected = hashlib.sha256()
+    for rainy, clean in written:
+        for image in (rainy, clean):
+            expected.update(('|u1 %s;' % (image.shape,)).encode('ascii'))
+            expected.update(image.tobytes())
+    assert stored['rain_layers_digest'] == moved['rain_layers_digest'] == expected.hexdigest()
+    assert stored['rain_layers'] == os.path.abspath(here) != moved['rain_layers']
+    # The same images elsewhere resume, for the check and for the guard's stored losses.
+    rainlayers.check_resume(stored, rainlayers.load_layers(there, verbose=False), 'ckpt')
+    assert differing_settings(stored, moved) == []
+    # Settings written before the digest compare the folder's path.
+    old = {k: v for k, v in stored.items() if k != 'rain_layers_digest'}
+    rainlayers.check_resume(old, rainlayers.load_layers(here, verbose=False), 'ckpt')
+    assert differing_settings(old, stored) == []
+    assert differing_settings(old, moved) == ['rain_layers']
+    with pytest.raises(rainlayers.DataError, match='was trained with --rain_layers %s, this '
+                       'run passes %s;' % (here, there)):
+        rainlayers.check_resume(old, rainlayers.load_layers(there, verbose=False), 'ckpt')
+    # Other images at the same path, or no layers, are refused.
+    rainy, _ = written[1]
+    cv2.imwrite(os.path.join(there, 'rain-2.png'), np.maximum(rainy, 1))
+    changed = rainlayers.load_layers(there, verbose=False)
+    assert differing_settings(moved, changed.settings()) == ['rain_layers_digest']
+    with pytest.raises(rainlayers.DataError, match='other images in --rain_layers %s ' % there):
+        rainlayers.check_resume(moved, changed, 'ckpt')
+    with pytest.raises(rainlayers.DataError, match='this run passes [(]none[)]'):
+        rainlayers.check_resume(stored, None, 'ckpt')
+    rainlayers.check_resume({'train_dataset': 'Rain100L'}, None, 'ckpt')
+
+
 # ----------------------------------------------------------------------------- training
 class RecordingBatcher(dataloader.TrainBatcher):
     """The real batcher; every batch served is kept (class-wide, in order)."""
@@ -288,6 +328,13 @@ def test_training_with_layers_resumes_exactly_and_warm_starts(tmp_path, monkeypa
         stored = json.load(handle)
     assert stored['rain_layers'] == os.path.abspath(layers)
     assert stored['rain_layer_pairs'] == 3 and stored['train_pairs'] == 5
+    # The same layers copied elsewhere resume the folder, its guard losses used.
+    moved = os.path.join(root, 'moved', 'layers')
+    shutil.copytree(layers, moved)
+    capsys.readouterr()
+    assert main.main(train_flags(root, moved, ['--iterations', '5'])) == 0
+    out = capsys.readouterr()
+    assert 'Divergence guard: judging from' in out.out and 'note: ignored' not in out.out
     # A resume with other layers (or none) is refused in one line; so is a bad layer folder.
     capsys.readouterr()
     other_layers = os.path.join(root, 'layers2')
@@ -306,8 +353,9 @@ def test_training_with_layers_resumes_exactly_and_warm_starts(tmp_path, monkeypa
                                                 os.path.join(root, 'fresh')])) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: --init_weights %s' % empty), err
-    # Warm start: the weights of ReMAEN-4, fresh Adam (one step: beta1_power 0.9^2), step 1.
-    source = os.path.join(folder, 'ReMAEN-4')
+    # Warm start: the newest weights (ReMAEN-5), fresh Adam (one step: beta1_power 0.9^2),
+    # step 1.
+    source = os.path.join(folder, 'ReMAEN-5')
     warm = os.path.join(root, 'warm')
     assert main.main(train_flags(root, layers, ['--iterations', '1', '--checkpoint_dir',
                                                 warm, '--init_weights', folder])) == 0

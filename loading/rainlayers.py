@@ -27,10 +27,10 @@ import os
 
 import numpy as np
 
+from checkpointing.settings_file import differing_settings
 from loading import images
 from loading.batching import crop_at
 from loading.discovery import DataError, Pair, find_pairs, resolve_dataset_dir
-from checkpointing.settings_file import differing_settings
 
 LAYER_KEYS = ('rain_layers', 'rain_layers_digest')  # what a resume compares (check_resume)
 
@@ -373,11 +373,11 @@ def check_resume(stored, layers, folder):
     """
     if not stored:
         return
-    now = layers.settings() if layers else {}
+    current = layers.settings() if layers else {}
     if not differing_settings({k: stored[k] for k in LAYER_KEYS if k in stored},
-                              {k: now[k] for k in LAYER_KEYS if k in now}, ignored=()):
+                              {k: current[k] for k in LAYER_KEYS if k in current}, ignored=()):
         return
-    before, now = stored.get('rain_layers'), now.get('rain_layers')
+    before, now = stored.get('rain_layers'), current.get('rain_layers')
     if before and before == now:
         raise DataError('checkpoint folder {} was trained with other images in --rain_layers '
                         '{} (their digest differs); restore them to resume, or pass another '

@@ -64,6 +64,35 @@ def fast_session_config():
     return config
 
 
+def pytest_cmdline_main(config):
+    """The default tier on all of the machine's cores (up to 4): one pytest-xdist worker per
+    core, each taking whole test files (``--dist loadfile``: a file's module fixtures are
+    built once). The tests are single-threaded graph building and small session runs, so on
+    a 2-core machine two workers take two thirds of the time (docs/project-layout.md, Tests:
+    the tier must stay under 10 minutes on the slowest 2-core machine). Only when the whole
+    ``tests`` folder is run without ``-m`` or ``-n``; ``-n 0`` (or ``REMAEN_TEST_WORKERS=1``)
+    runs it in one process, as does a machine without pytest-xdist or with one core."""
+    option = config.option
+    if (hasattr(config, 'workerinput') or os.environ.get('PYTEST_XDIST_WORKER')
+            or getattr(option, 'numprocesses', 'absent') is not None
+            or option.markexpr or option.collectonly or option.usepdb
+            or config.pluginmanager.getplugin('xdist') is None):
+        return
+    tests = os.path.dirname(os.path.abspath(__file__))
+    if not config.args or any(os.path.abspath(arg) != tests for arg in config.args):
+        return
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+             else os.cpu_count() or 1)
+    workers = min(cores, 4)
+    wanted = os.environ.get('REMAEN_TEST_WORKERS', '')
+    if wanted.isdigit():
+        workers = int(wanted)
+    if workers > 1:
+        option.numprocesses = workers
+        option.dist = 'loadfile'
+        option.tx = ['popen'] * workers
+
+
 def pytest_configure(config):
     """Register the markers (``pytest --strict-markers`` and no unknown-marker warnings)."""
     config.addinivalue_line('markers', 'slow: the slow tier: whole CLI runs in subprocesses, '

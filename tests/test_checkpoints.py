@@ -348,6 +348,7 @@ def test_export_refuses_a_training_folder_and_leaves_it_as_it_was(tmp_path):
         tf.train.load_variable(shipped, 'derainNet/RMG/Conv_1/biases'))
 
 
+@pytest.mark.slow   # three trainings and an export (15-40 s on a 2-core CPU)
 def test_export_of_several_checkpoints_writes_the_mean_of_their_weights(tmp_path):
     """Averaged export: every one of the 138 variables is the mean of the sources' (here the
     shipped weights and a copy with 1, 2, 3... added per variable), checked against the

@@ -255,6 +255,7 @@ def test_a_spike_holds_the_save_back_and_rolls_the_run_back(spiking, monkeypatch
     assert steps == [0, 3, 6, 9, 12]
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch, capsys):
     root, flags = spiking
     guard_with(monkeypatch, patience=2, max_rollbacks=0)
@@ -272,6 +273,7 @@ def test_a_spike_past_the_rollbacks_stops_without_saving_it(spiking, monkeypatch
         == ['ReMAEN-4.index']
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_rollback_to_an_unreadable_checkpoint_stops_with_one_line(spiking, monkeypatch,
                                                                    capsys):
     root, flags = spiking
@@ -294,6 +296,7 @@ def test_a_rollback_to_an_unreadable_checkpoint_stops_with_one_line(spiking, mon
     assert 'diverged at iteration 8' in errors[0] and 'cannot be restored' in errors[0]
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_checkpoint_that_keeps_diverging_is_set_aside_for_the_one_before(spiking, monkeypatch,
                                                                           capsys):
     root, flags = spiking
@@ -323,6 +326,7 @@ def test_a_checkpoint_that_keeps_diverging_is_set_aside_for_the_one_before(spiki
     assert [r['step'] for r in rows if r['stage'] == 3] == [0, 3, 6, 9, 12]
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_checkpoint_saved_just_before_the_rise_is_passed_over(spiking, monkeypatch, capsys):
     root, flags = spiking
     guard_with(monkeypatch, patience=2, margin=3, max_step_backs=2)
@@ -349,6 +353,7 @@ def test_a_checkpoint_saved_just_before_the_rise_is_passed_over(spiking, monkeyp
     assert checkpointing.newest_readable(folder) == prefix
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_checkpoint_saved_past_the_cliff_resets_the_step_backs(spiking, monkeypatch, capsys):
     root, flags = spiking
     guard_with(monkeypatch, patience=2, margin=3, max_step_backs=1, max_rollbacks=1)
@@ -372,6 +377,7 @@ def test_a_checkpoint_saved_past_the_cliff_resets_the_step_backs(spiking, monkey
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 13, rel=1e-6)
 
 
+@pytest.mark.slow   # two whole training runs with rollbacks (15-40 s on a 2-core CPU)
 def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsys):
     root, flags = spiking
     observed = []
@@ -410,6 +416,7 @@ def test_a_spike_right_after_a_resume_is_rolled_back(spiking, monkeypatch, capsy
     assert tf.train.load_variable(prefix, 'beta1_power') == pytest.approx(0.9 ** 17, rel=1e-6)
 
 
+@pytest.mark.slow   # a whole training run with rollbacks (15-40 s on a 2-core CPU)
 def test_a_stop_signal_during_a_spike_keeps_the_last_good_checkpoint(spiking, monkeypatch,
                                                                     capsys):
     root, flags = spiking

@@ -307,6 +307,7 @@ def test_fast_mode_tiny_model_3x3_tiles(monkeypatch):
     assert np.abs(result['no_halo'] - whole).max() > 10 * FAST_TOLERANCE
 
 
+@pytest.mark.slow   # the paper network tiled in fast mode (15-40 s on a 2-core CPU)
 def test_fast_mode_paper_model(monkeypatch):
     image = demo_crop(64, 64)
     result = fast_versus_whole(ModelConfig(), image, 32, 1, monkeypatch)
@@ -443,6 +444,7 @@ def light_derainer():
     derainer.close()
 
 
+@pytest.mark.slow   # the paper network on a whole and a tiled image (15-40 s on a 2-core CPU)
 def test_automatic_choice_small_whole_large_tiled(light_derainer):
     rain, clean = [cv2.imread(path).astype(np.float32) / 255.0 for path in DEMO_PAIR]
     large, large_clean, small = rain[:160, :240], clean[:160, :240], rain[:64, :96]
@@ -470,6 +472,7 @@ def test_automatic_choice_small_whole_large_tiled(light_derainer):
     assert abs(dpsnr) < DEFAULT_MODE_DPSNR_DB
 
 
+@pytest.mark.slow   # the paper network tiled with refinement passes (15-40 s on a 2-core CPU)
 def test_refinement_passes_reach_the_tiles(light_derainer):
     # --tile_refine_passes: the Derainer runs tiling.derain_fast with them when each tile uses
     # its own statistics in the first pass (an image larger than the budget), and says so.

@@ -251,10 +251,12 @@ def test_two_towers_equal_one_tower(config):
     assert moved > 1e-4  # the step did something
     # Adam's first step is lr * g / (|g| + eps): where a gradient is near eps (1e-8), the
     # float32 rounding of two half-batch gradients against one whole batch is amplified. So:
-    # nearly every weight within 1e-5 (1% of lr), and none off by more than 5% of lr.
+    # 99% of every variable's weights within 1e-5 (1% of lr), and none off by more than 5% of
+    # lr. (Seen: 0.22% of MAEB1/d2's 9,216 weights past 1e-5 on an AVX2-only EPYC, 2026-12-07;
+    # under 0.1% on the AVX-512 machines.)
     for name in after1:
         diff = np.abs(after2[name] - after1[name])
-        assert float(np.mean(diff > 1e-5)) < 1e-3, name
+        assert float(np.mean(diff > 1e-5)) < 1e-2, name
         np.testing.assert_allclose(after2[name], after1[name], rtol=0, atol=5e-5, err_msg=name)
     # Standard tower placement: variables on /cpu:0, tower i's compute on devices[i].
     ops = graph.get_operations()
